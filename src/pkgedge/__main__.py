@@ -1,0 +1,3 @@
+from pkgedge.cli import main
+
+raise SystemExit(main())

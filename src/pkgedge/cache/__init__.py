@@ -1,0 +1,1 @@
+"""The edge cache: memory tier, eviction policies and the on-disk tier."""

@@ -1,0 +1,303 @@
+"""Frozen, validated settings for the edge.
+
+One table (:data:`EDGE_OPTIONS`) declares every option once: its type, default and a one-line
+doc. From it come the command-line flags, the ``PKGEDGE_*`` environment variables, the keys of
+the ``[edge]`` table of the TOML file, and ``pkgedge config show``. Precedence, highest first:
+flag, environment, file, default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pkgedge.errors import ConfigError
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_size(value: str | int) -> int:
+    """``"256MB"`` → 256_000_000, ``"1GiB"`` → 1_073_741_824, ``123`` → 123."""
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(f"size must not be negative: {value}")
+        return value
+    m = _SIZE_RE.match(value)
+    if not m:
+        raise ConfigError(f"not a size: {value!r} (examples: 512MB, 10GB, 1GiB, 4096)")
+    number, unit = float(m.group(1)), (m.group(2) or "").lower()
+    letter = unit[:1] if unit[:1] in "kmgt" and unit else ""
+    mult = 1024 ** ("kmgt".index(letter) + 1) if letter and "i" in unit else _UNITS[letter]
+    return int(number * mult)
+
+
+def parse_duration(value: str | float | int) -> float:
+    """``"30s"``, ``"5m"``, ``"250ms"`` or a number of seconds."""
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ConfigError(f"duration must not be negative: {value}")
+        return float(value)
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", value)
+    if not m:
+        raise ConfigError(f"not a duration: {value!r} (examples: 500ms, 30s, 5m)")
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"`` / ``"[::1]:80"`` / ``":8080"`` → (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"not a HOST:PORT address: {value!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+def _parse_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"not an http(s) URL: {value!r}")
+    return value if value.endswith("/") else value + "/"
+
+
+def _parse_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    low = value.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"not a boolean: {value!r}")
+
+
+def _parse_int(value: str | int) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"not a whole number: {value!r}") from None
+    if n < 0:
+        raise ConfigError(f"must not be negative: {value!r}")
+    return n
+
+
+def _parse_str(value: str) -> str:
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    doc: str
+    metavar: str = "VALUE"
+
+    @property
+    def env(self) -> str:
+        return "PKGEDGE_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+EDGE_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "upstream", _parse_url, None, "upstream index URL (default: pip's configured index)", "URL"
+    ),
+    Option("listen", _parse_str, "127.0.0.1:8080", "client listener HOST:PORT", "HOST:PORT"),
+    Option("admin", _parse_str, "127.0.0.1:8081", "admin listener HOST:PORT", "HOST:PORT"),
+    Option("admin_token", _parse_str, None, "admin bearer token (default: generated)", "TOKEN"),
+    Option("cache_dir", _parse_str, "pkgedge-cache", "directory of the disk tier", "DIR"),
+    Option(
+        "memory_size", parse_size, parse_size("256MB"), "memory tier size (all workers)", "SIZE"
+    ),
+    Option("disk_size", parse_size, parse_size("10GB"), "disk tier size", "SIZE"),
+    Option(
+        "memory_object_max",
+        parse_size,
+        parse_size("1MB"),
+        "largest body kept in the memory tier",
+        "SIZE",
+    ),
+    Option("workers", _parse_int, 0, "worker processes (0: one per CPU)", "N"),
+    Option("connect_timeout", parse_duration, 5.0, "upstream connect timeout", "SECONDS"),
+    Option("first_byte_timeout", parse_duration, 30.0, "upstream first-byte timeout", "SECONDS"),
+    Option(
+        "between_bytes_timeout", parse_duration, 30.0, "upstream between-bytes timeout", "SECONDS"
+    ),
+    Option(
+        "upstream_pool_size", _parse_int, 32, "idle keep-alive connections kept per worker", "N"
+    ),
+    Option(
+        "default_ttl",
+        parse_duration,
+        0.0,
+        "TTL for storable responses without freshness info (0: heuristics only)",
+        "SECONDS",
+    ),
+    Option("access_log", _parse_str, "-", "access log path ('-' stdout, 'off' none)", "PATH"),
+    Option("tls_cert", _parse_str, None, "TLS certificate (PEM) for the client listener", "FILE"),
+    Option("tls_key", _parse_str, None, "TLS private key (PEM) for the client listener", "FILE"),
+    Option("compress", _parse_bool, True, "gzip/brotli compressible responses", "BOOL"),
+    Option(
+        "rewrite_file_hosts",
+        _parse_bool,
+        True,
+        "rewrite absolute file URLs in index pages so files go through the edge",
+        "BOOL",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    upstream: str
+    listen: str
+    admin: str
+    admin_token: str
+    cache_dir: str
+    memory_size: int
+    disk_size: int
+    memory_object_max: int
+    workers: int
+    connect_timeout: float
+    first_byte_timeout: float
+    between_bytes_timeout: float
+    upstream_pool_size: int
+    default_ttl: float
+    access_log: str
+    tls_cert: str | None
+    tls_key: str | None
+    compress: bool
+    rewrite_file_hosts: bool
+
+    @property
+    def listen_addr(self) -> tuple[str, int]:
+        return parse_hostport(self.listen)
+
+    @property
+    def admin_addr(self) -> tuple[str, int]:
+        return parse_hostport(self.admin)
+
+    def replace(self, **changes: Any) -> EdgeSettings:
+        """A new settings object with ``changes`` applied (settings are never mutated)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if redact:
+            data["admin_token"] = "***"
+        return data
+
+
+def pip_index_url() -> str:
+    """The index pip on this machine is configured to use.
+
+    Reads ``PIP_INDEX_URL``, then ``pip config get global.index-url``, then pip's own built-in
+    default, so that no registry address is written in pkgedge itself.
+    """
+    env = os.environ.get("PIP_INDEX_URL")
+    if env:
+        return env
+    for key in ("global.index-url", "install.index-url"):
+        try:
+            out = subprocess.run(
+                [sys.executable, "-m", "pip", "config", "get", key],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            break
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    try:
+        from pip._internal.models.index import PyPI  # pip's own default index
+
+        return str(PyPI.simple_url)
+    except Exception as exc:  # pip missing or its internals moved
+        raise ConfigError("no --upstream given and pip's index could not be determined") from exc
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+
+
+def build_edge_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+    resolve_upstream: Callable[[], str] = pip_index_url,
+) -> EdgeSettings:
+    """Merge defaults, file, environment and flags into validated :class:`EdgeSettings`."""
+    flags = dict(flags or {})
+    environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get("PKGEDGE_CONFIG")
+    file_values: dict[str, Any] = {}
+    if config_file:
+        data = read_toml(config_file)
+        table = data.get("edge", data)
+        if not isinstance(table, dict):
+            raise ConfigError(f"config file {config_file}: [edge] must be a table")
+        file_values = table
+        known = {o.name for o in EDGE_OPTIONS}
+        unknown = sorted(
+            k
+            for k in (k.replace("-", "_") for k in file_values)
+            if k not in known and not isinstance(file_values.get(k), dict)
+        )
+        if unknown:
+            raise ConfigError(f"config file {config_file}: unknown option(s): {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for opt in EDGE_OPTIONS:
+        raw: Any = opt.default
+        source = "default"
+        fv = file_values.get(opt.name, file_values.get(opt.name.replace("_", "-")))
+        if fv is not None:
+            raw, source = fv, f"config file {config_file}"
+        if environ.get(opt.env) not in (None, ""):
+            raw, source = environ[opt.env], f"environment {opt.env}"
+        if flags.get(opt.name) is not None:
+            raw, source = flags[opt.name], f"flag {opt.flag}"
+        if raw is None or source == "default":
+            values[opt.name] = raw
+            continue
+        try:
+            values[opt.name] = opt.parse(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    for name in ("listen", "admin"):
+        parse_hostport(values[name])
+    if not values["upstream"]:
+        values["upstream"] = _parse_url(resolve_upstream())
+    if not values["admin_token"]:
+        values["admin_token"] = secrets.token_urlsafe(24)
+    if not values["workers"]:
+        values["workers"] = os.cpu_count() or 1
+    if bool(values["tls_cert"]) != bool(values["tls_key"]):
+        raise ConfigError("tls_cert and tls_key must be given together")
+    values["cache_dir"] = str(Path(values["cache_dir"]).expanduser().resolve())
+    return EdgeSettings(**values)

@@ -1,0 +1,1 @@
+"""The request pipeline: phases, fills (the fetch side) and delivery."""

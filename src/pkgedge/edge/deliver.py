@@ -1,0 +1,163 @@
+"""Building responses for clients: heads, ranges, Cache-Status, compression (pure)."""
+
+from __future__ import annotations
+
+import gzip
+import re
+
+import brotli
+
+from pkgedge.http.headers import Headers, header_block, status_line
+
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+#: Content types worth compressing (index pages, JSON, core metadata, text).
+COMPRESSIBLE = (
+    "text/",
+    "application/json",
+    "application/vnd.pypi.simple",
+    "application/xml",
+    "application/javascript",
+)
+MIN_COMPRESS = 256
+
+#: Fields never sent to clients from a stored object: the edge writes its own.
+OWN_FIELDS = frozenset({"content-length", "age", "cache-status", "transfer-encoding"})
+
+
+class RangeNotSatisfiable(Exception):
+    pass
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """A single byte range as (first, last) inclusive, or None to send the whole object.
+
+    ``bytes=0-99``, ``bytes=100-``, ``bytes=-500`` (suffix). Multiple ranges and anything
+    unparseable are ignored (the full object is sent, as RFC 9110 §14.2 allows).
+    Raises :class:`RangeNotSatisfiable` for a valid range that lies outside the object.
+    """
+    if not value or "," in value:
+        return None
+    m = _RANGE.match(value)
+    if not m:
+        return None
+    first_s, last_s = m.groups()
+    if not first_s:
+        if not last_s:
+            return None
+        n = int(last_s)
+        if n == 0:
+            raise RangeNotSatisfiable
+        return max(0, size - n), size - 1
+    first = int(first_s)
+    last = int(last_s) if last_s else size - 1
+    if last_s and last < first:
+        return None
+    if first >= size:
+        raise RangeNotSatisfiable
+    return first, min(last, size - 1)
+
+
+def compressible(headers: Headers) -> bool:
+    ctype = ""
+    for name, value in headers:
+        if name == "content-encoding":
+            return False
+        if name == "content-type":
+            ctype = value.lower()
+    return ctype.startswith(COMPRESSIBLE)
+
+
+def choose_encoding(accept_encoding: str | None) -> str | None:
+    """``br`` if accepted, else ``gzip``, else None (q=0 excludes a coding)."""
+    if not accept_encoding:
+        return None
+    accepted: dict[str, float] = {}
+    for part in accept_encoding.split(","):
+        coding, _, params = part.strip().partition(";")
+        q = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                q = 0.0
+        accepted[coding.strip().lower()] = q
+    for coding in ("br", "gzip"):
+        if accepted.get(coding, accepted.get("*", 0.0)) > 0:
+            return coding
+    return None
+
+
+def compress(body: bytes, coding: str) -> bytes:
+    if coding == "br":
+        return bytes(brotli.compress(body, quality=5))
+    return gzip.compress(body, compresslevel=6, mtime=0)
+
+
+def encoded_etag(etag: str, coding: str) -> str:
+    """A distinct strong validator per encoding: ``"abc"`` → ``"abc-gzip"``."""
+    if etag.endswith('"'):
+        return etag[:-1] + "-" + coding + '"'
+    return etag
+
+
+def response_head(
+    status: int,
+    headers: Headers,
+    *,
+    length: int | None,
+    age: int | None,
+    cache_status: str,
+    extra: Headers = (),  # type: ignore[assignment]
+    close: bool = False,
+) -> bytes:
+    """Serialise a response head. ``length=None`` means chunked transfer coding."""
+    parts = [status_line(status), header_block(h for h in headers if h[0] not in OWN_FIELDS)]
+    tail = []
+    if extra:
+        tail.extend(extra)
+    if age is not None:
+        tail.append(("age", str(age)))
+    tail.append(("cache-status", cache_status))
+    if length is None:
+        tail.append(("transfer-encoding", "chunked"))
+    else:
+        tail.append(("content-length", str(length)))
+    if close:
+        tail.append(("connection", "close"))
+    parts.append(header_block(tail))
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def replace_header(headers: Headers, name: str, value: str | None) -> Headers:
+    out = [(n, v) for n, v in headers if n != name]
+    if value is not None:
+        out.append((name, value))
+    return out
+
+
+def add_vary(headers: Headers, field: str) -> Headers:
+    for i, (n, v) in enumerate(headers):
+        if n == "vary":
+            names = [x.strip().lower() for x in v.split(",")]
+            if field.lower() in names or "*" in names:
+                return headers
+            out = list(headers)
+            out[i] = (n, v + ", " + field)
+            return out
+    return [*headers, ("vary", field)]
+
+
+def error_response(status: int, reason: str, *, close: bool = False, extra: Headers = ()) -> bytes:  # type: ignore[assignment]
+    body = (reason.rstrip("\n") + "\n").encode("utf-8")
+    head = response_head(
+        status,
+        [("content-type", "text/plain; charset=utf-8"), ("cache-control", "no-store"), *extra],
+        length=len(body),
+        age=None,
+        cache_status="pkgedge; fwd=bypass; detail=edge-error",
+        close=close,
+    )
+    return head + body

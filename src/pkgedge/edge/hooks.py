@@ -1,0 +1,75 @@
+"""Observing the pipeline through hooks: the access log subscribes; the pipeline does not
+know who listens."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pkgedge.server.protocol import Request
+
+#: A log subscriber: (request, status, bytes sent, cache status, duration in seconds).
+LogHook = Callable[["Request", int, int, str, float], None]
+
+
+class Hooks:
+    """Subscribers to pipeline events. Today one event: a request was answered."""
+
+    def __init__(self) -> None:
+        self._log: list[LogHook] = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self._log)
+
+    def on_log(self, hook: LogHook) -> None:
+        self._log.append(hook)
+
+    def log(self, req: Request, status: int, sent: int, cache_status: str, duration: float) -> None:
+        for hook in self._log:
+            hook(req, status, sent, cache_status, duration)
+
+
+class RequestLog:
+    """JSON-lines access log, buffered and flushed about once a second."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = (
+            1 if path == "-" else os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        )
+        self._buf: list[str] = []
+        self._last = time.monotonic()
+
+    def __call__(
+        self, req: Request, status: int, sent: int, cache_status: str, duration: float
+    ) -> None:
+        record: dict[str, Any] = {
+            "time": round(time.time(), 3),
+            "client": req.client,
+            "method": req.method,
+            "path": req.target,
+            "status": status,
+            "bytes": sent,
+            "cache": cache_status,
+            "duration_ms": round(duration * 1000, 3),
+            "user_agent": req.map.get("user-agent", ""),
+        }
+        self._buf.append(json.dumps(record, separators=(",", ":")))
+        if len(self._buf) >= 256 or time.monotonic() - self._last > 1.0:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last = time.monotonic()
+        if not self._buf:
+            return
+        data = ("\n".join(self._buf) + "\n").encode()
+        self._buf.clear()
+        try:
+            os.write(self._fd, data)
+        except OSError:
+            pass

@@ -1,0 +1,785 @@
+"""The client side of the pipeline: recv → lookup → hit | miss | pass → deliver → log.
+
+:meth:`Edge.try_hit` is the hot path: a fresh small object from the memory tier is answered
+synchronously (one index read, one write), with no task created. Everything else goes through
+:meth:`Edge.handle`, which joins or starts a :class:`~pkgedge.edge.fill.Fill`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from pkgedge.cache import policy
+from pkgedge.cache.entry import Entry
+from pkgedge.cache.eviction import S3FIFO
+from pkgedge.cache.keys import normalize_path, secondary_key, simple_variant
+from pkgedge.cache.store import DiskStore
+from pkgedge.config import EdgeSettings
+from pkgedge.edge import deliver as dl
+from pkgedge.edge.fill import Fill, RemoteFill, State, new_objid
+from pkgedge.edge.hooks import Hooks
+from pkgedge.edge.phases import Phase, Trace
+from pkgedge.edge.rewrite import FILE_PREFIX, REWRITABLE, Rewriter
+from pkgedge.errors import PkgedgeError
+from pkgedge.http.headers import (
+    SURROGATE,
+    Headers,
+    as_map,
+    end_to_end,
+    header_block,
+    status_line,
+)
+from pkgedge.stats.counters import Counters
+from pkgedge.upstream.client import UpstreamPool, UpstreamResponse
+
+if TYPE_CHECKING:
+    from pkgedge.server.protocol import Request
+
+CHUNK = 256 * 1024
+_HOT_MAX = 20_000
+_UNKNOWN = "?"
+#: Request fields that take a hit off the synchronous fast path.
+_HIT_BLOCKERS = frozenset(
+    {
+        "range",
+        "cache-control",
+        "pragma",
+        "if-none-match",
+        "if-modified-since",
+        "pkgedge-trace",
+    }
+)
+#: Request fields not forwarded on a cache fill: the edge asks for the whole identity object.
+_FILL_DROP = frozenset(
+    {
+        "host",
+        "accept-encoding",
+        "range",
+        "if-range",
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "cache-control",
+        "pragma",
+        "cookie",
+        "content-length",
+        "pkgedge-trace",
+    }
+)
+_NOT_MODIFIED_KEEP = frozenset(
+    {
+        "cache-control",
+        "content-location",
+        "date",
+        "etag",
+        "expires",
+        "vary",
+        "last-modified",
+    }
+)
+
+
+class Client(Protocol):
+    """What the pipeline needs from a client connection (the server implements it)."""
+
+    closed: bool
+
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def abort(self) -> None: ...
+    @property
+    def peer(self) -> str: ...
+
+
+class Edge:
+    """One per worker: the memory tier, pools, fills in progress, and the pipeline."""
+
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        store: DiskStore,
+        counters: Counters,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.counters = counters
+        self.hooks = hooks or Hooks()
+        per_worker = max(1, settings.memory_size // max(1, settings.workers))
+        self.memory: S3FIFO[str, bytes] = S3FIFO(per_worker)
+        self.fills: dict[bytes, Fill] = {}
+        self.rewriter = Rewriter(settings.upstream)
+        self._pools: dict[str, UpstreamPool] = {}
+        self._hosts: set[str] = set()
+        self.background: set[asyncio.Task[Any]] = set()
+        self._slots = counters.slots
+        self._i_hits = counters.index("hits")
+        self._i_bytes = counters.index("bytes_to_clients")
+        self._generation = store.generation
+        self._hot: dict[tuple[str, str | None], tuple[int, Entry, dict[str | None, bytes]]] = {}
+        self._codings: dict[str | None, str | None] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"<Edge upstream={self.settings.upstream} fills={len(self.fills)} "
+            f"memory={self.memory!r}>"
+        )
+
+    # -- upstream ----------------------------------------------------------------------
+    def pool(self, origin: str) -> UpstreamPool:
+        pool = self._pools.get(origin)
+        if pool is None:
+            p = urlsplit(origin)
+            port = p.port or (443 if p.scheme == "https" else 80)
+            pool = UpstreamPool(
+                p.scheme, p.hostname or "", port, **UpstreamPool.kwargs_from(self.settings)
+            )
+            self._pools[origin] = pool
+        return pool
+
+    def should_rewrite(self, path: str, ctype: str) -> bool:
+        return self.settings.rewrite_file_hosts and ctype.startswith(REWRITABLE)
+
+    def rewrite_page(self, body: bytes, ctype: str, page_url: str) -> bytes:
+        new, origins = self.rewriter.rewrite_body(body, ctype, page_url)
+        for origin in origins - self._hosts:
+            self.store.allow_host(origin)
+            self._hosts.add(origin)
+        return new
+
+    def rewrite_location(self, headers: Headers, page_url: str) -> Headers:
+        out = []
+        for n, v in headers:
+            out.append((n, self.rewriter.location(v, page_url) if n == "location" else v))
+        return out
+
+    def origin_headers(self, req: Request, *, fill: bool) -> Headers:
+        headers = [(n, v) for n, v in end_to_end(req.headers) if n != "host"]
+        if fill:
+            headers = [(n, v) for n, v in headers if n not in _FILL_DROP]
+            headers.append(("accept-encoding", "identity"))
+        prior = req.map.get("x-forwarded-for")
+        headers = [(n, v) for n, v in headers if n not in ("x-forwarded-for", "forwarded")]
+        headers.append(("x-forwarded-for", f"{prior}, {req.client}" if prior else req.client))
+        headers.append(("forwarded", f'for="{req.client}";proto=http'))
+        headers.append(("via", "1.1 pkgedge"))
+        return headers
+
+    # -- the hot path --------------------------------------------------------------------
+    def try_hit(self, req: Request, client: Client) -> bool:
+        """Answer a fresh hit whose body is in the memory tier, synchronously.
+
+        Entries looked up here are kept per worker (keyed by target and Accept) for as long
+        as the disk tier's generation is unchanged, so a repeated hit costs a few dict
+        look-ups and one write; any commit or purge in any worker invalidates them.
+        """
+        m = req.map
+        if req.method != "GET" or not _HIT_BLOCKERS.isdisjoint(m):
+            return False
+        gen = self._generation[0]
+        hkey = (req.target, m.get("accept"))
+        hot = self._hot.get(hkey)
+        if hot is None or hot[0] != gen:
+            path = normalize_path(req.target)
+            primary = path.encode()
+            key, entry = self.store.lookup(primary, m, path)
+            if entry is None or entry.no_cache or entry.status != 200:
+                return False
+            if key != primary and key != secondary_key(primary, ("accept",), m, path):
+                return False  # varies on something else: take the full path
+            if len(self._hot) > _HOT_MAX:
+                self._hot.clear()
+            hot = (gen, entry, {})
+            self._hot[hkey] = hot
+        entry = hot[1]
+        now = time.time()
+        ttl = entry.ttl(now)
+        if ttl <= 0:
+            return False
+        ae = m.get("accept-encoding")
+        coding = self._codings.get(ae, _UNKNOWN)
+        if coding is _UNKNOWN:
+            coding = dl.choose_encoding(ae) if self.settings.compress else None
+            if len(self._codings) > 256:
+                self._codings.clear()
+            self._codings[ae] = coding
+        prefixes = hot[2]
+        prefix = prefixes.get(coding)
+        if prefix is None:
+            compressible = dl.compressible(entry.headers)
+            if coding is not None and not (compressible and entry.size >= dl.MIN_COMPRESS):
+                coding = None
+                prefix = prefixes.get(None)
+        if prefix is None:
+            headers = entry.headers
+            if coding is not None:
+                headers = self._encoded_headers(headers, coding)
+            elif dl.compressible(headers):
+                headers = dl.add_vary(headers, "Accept-Encoding")
+            prefix = status_line(entry.status) + header_block(
+                h for h in headers if h[0] not in dl.OWN_FIELDS
+            )
+            prefixes[coding] = prefix
+        body = self.memory.get(entry.objid + (coding or "")) if entry.size else b""
+        if body is None:
+            return False
+        data = (
+            b"%sage: %d\r\ncache-status: pkgedge; hit; ttl=%d\r\ncontent-length: %d\r\n%s\r\n%s"
+            % (
+                prefix,
+                entry.age(now),
+                ttl,
+                len(body),
+                b"" if req.keep_alive else b"connection: close\r\n",
+                body,
+            )
+        )
+        client.write(data)
+        slots = self._slots
+        slots[self._i_hits] += 1
+        slots[self._i_bytes] += len(data)
+        self.store.touch(entry.objid)
+        if self.hooks.active:
+            self.hooks.log(req, 200, len(data), "hit", 0.0)
+        return True
+
+    # -- the full pipeline ---------------------------------------------------------------
+    async def handle(self, req: Request, client: Client) -> None:
+        started = time.monotonic()
+        trace = Trace() if "pkgedge-trace" in req.map else None
+        try:
+            status, sent, cs = await self._handle(req, client, trace)
+        except PkgedgeError as exc:
+            status, cs = exc.status, "error"
+            body = dl.error_response(exc.status, str(exc), close=not req.keep_alive)
+            client.write(body)
+            sent = len(body)
+        self.counters.add("bytes_to_clients", sent)
+        self.hooks.log(req, status, sent, cs, time.monotonic() - started)
+
+    async def _handle(
+        self, req: Request, client: Client, trace: Trace | None
+    ) -> tuple[int, int, str]:
+        path = normalize_path(req.target)
+        route = self.rewriter.upstream_url(path)
+        if route is None or (path.startswith(FILE_PREFIX) and not self._host_ok(route[0])):
+            self.counters.add("client_errors")
+            return self._error(client, req, 404, "not found: this edge serves only its index\n")
+        origin, target = route
+        if req.method not in ("GET", "HEAD"):
+            if trace:
+                trace.goto(Phase.PASS, "pass", f"method {req.method}")
+            return await self._pass(req, client, origin, target, trace)
+        if trace:
+            trace.goto(Phase.LOOKUP)
+        primary = path.encode()
+        now = time.time()
+        vkey, entry = self.store.lookup(primary, req.map, path)
+        rd = policy.request_directives(req.map)
+        stale: Entry | None = None
+        if entry is not None:
+            fr = _freshness(entry)
+            verdict, why = policy.lookup_verdict(
+                entry.age(now), fr, rd, soft_purged=entry.soft_purged
+            )
+            if trace:
+                trace.goto(Phase.HIT, verdict.name.lower(), why)
+            if verdict is policy.Verdict.FRESH:
+                self.counters.add("hits")
+                ttl = int(entry.ttl(now))
+                return await self.deliver(req, client, entry, f"pkgedge; hit; ttl={ttl}", trace)
+            if verdict is policy.Verdict.STALE_REVALIDATE_BACKGROUND:
+                self.counters.add("stale")
+                self._revalidate_in_background(req, primary, vkey, path, origin, target, entry)
+                ttl = int(entry.ttl(now))
+                return await self.deliver(
+                    req,
+                    client,
+                    entry,
+                    f"pkgedge; hit; ttl={ttl}; detail=stale-while-revalidate",
+                    trace,
+                )
+            stale = entry
+            if trace:
+                trace.goto(Phase.MISS, "revalidate", why)
+        elif trace:
+            trace.goto(Phase.MISS, "miss", "not in cache")
+        self.counters.add("misses")
+        ckey = vkey
+        if ckey == primary and path.startswith("/simple"):
+            ckey = primary + b"\x00" + simple_variant(req.map.get("accept")).encode()
+        fill: Fill | RemoteFill | None = self.fills.get(ckey)
+        if fill is not None:
+            fill.waiters += 1
+            self.counters.add("collapsed")
+            collapsed = True
+        else:
+            collapsed = False
+            fill = self._start_fill(req, ckey, primary, path, origin, target, stale, vkey)
+            if isinstance(fill, RemoteFill):
+                self.counters.add("collapsed")
+                collapsed = True
+        if trace:
+            trace.goto(Phase.FETCH, "collapsed" if collapsed else "fetch")
+        return await self._serve_fill(req, client, fill, stale, collapsed, origin, target, trace)
+
+    def _host_ok(self, origin: str) -> bool:
+        if origin in self._hosts:
+            return True
+        if self.store.host_allowed(origin):
+            self._hosts.add(origin)
+            return True
+        return False
+
+    def _fill_headers(self, req: Request, path: str) -> Headers:
+        headers = self.origin_headers(req, fill=True)
+        if path.startswith("/simple"):
+            headers = [(n, v) for n, v in headers if n != "accept"]
+            if simple_variant(req.map.get("accept")) == "json":
+                headers.append(("accept", "application/vnd.pypi.simple.v1+json"))
+            else:
+                headers.append(("accept", "application/vnd.pypi.simple.v1+html, text/html;q=0.9"))
+        return headers
+
+    def _start_fill(
+        self,
+        req: Request,
+        ckey: bytes,
+        primary: bytes,
+        path: str,
+        origin: str,
+        target: str,
+        stale: Entry | None,
+        vkey: bytes,
+    ) -> Fill | RemoteFill:
+        objid = new_objid()
+        owner = self.store.claim(ckey, objid)
+        if owner is not None and owner[0] != os.getpid():
+            return RemoteFill(self, ckey, owner[0], owner[1])
+        fill = Fill(
+            self,
+            ckey,
+            primary,
+            path,
+            origin,
+            target,
+            self._fill_headers(req, path),
+            dict(req.map),
+            stale,
+            vkey if stale is not None else None,
+        )
+        fill.objid = objid
+        fill.waiters = 1
+        self.fills[ckey] = fill
+        fill.start()
+        return fill
+
+    def _revalidate_in_background(
+        self,
+        req: Request,
+        primary: bytes,
+        vkey: bytes,
+        path: str,
+        origin: str,
+        target: str,
+        entry: Entry,
+    ) -> None:
+        ckey = vkey
+        if ckey == primary and path.startswith("/simple"):
+            ckey = primary + b"\x00" + simple_variant(req.map.get("accept")).encode()
+        if ckey in self.fills or self.store.busy(ckey) is not None:
+            return
+        self._start_fill(req, ckey, primary, path, origin, target, entry, vkey)
+
+    async def _serve_fill(
+        self,
+        req: Request,
+        client: Client,
+        fill: Fill | RemoteFill,
+        stale: Entry | None,
+        collapsed: bool,
+        origin: str,
+        target: str,
+        trace: Trace | None,
+    ) -> tuple[int, int, str]:
+        while fill.state is State.PENDING:
+            await fill.wait_progress()
+        detail = "; detail=collapsed" if collapsed else ""
+        if fill.state is State.NOT_MODIFIED and fill.entry is not None:
+            if trace:
+                trace.goto(Phase.DELIVER, "revalidated", "origin said 304")
+            ttl = int(fill.entry.ttl(time.time()))
+            return await self.deliver(
+                req,
+                client,
+                fill.entry,
+                f"pkgedge; fwd=stale; fwd-status=304; ttl={ttl}{detail}",
+                None,
+            )
+        if fill.state is State.FAILED:
+            now = time.time()
+            if stale is not None and policy.can_serve_stale_on_error(
+                stale.age(now), _freshness(stale)
+            ):
+                self.counters.add("stale")
+                if trace:
+                    trace.goto(Phase.DELIVER, "stale-if-error", str(fill.error))
+                return await self.deliver(
+                    req,
+                    client,
+                    stale,
+                    f"pkgedge; fwd=stale; ttl={int(stale.ttl(now))}; detail=stale-if-error",
+                    None,
+                )
+            if trace:
+                trace.goto(Phase.ERROR, "origin-error", str(fill.error))
+            status = getattr(fill.error, "status", 502)
+            return self._error(
+                client, req, status, f"upstream error: {fill.error or 'fetch failed'}"
+            )
+        if fill.state is State.PASS:
+            resp = fill.take_pass()
+            if resp is None:  # another waiter took the one response: fetch our own
+                if trace:
+                    trace.note("pass", "not storable; own fetch")
+                return await self._pass(req, client, origin, target, None)
+            self.counters.add("passes")
+            return await self._stream_response(
+                req, client, resp, fill.headers, f"pkgedge; fwd=miss; detail={fill.why}"
+            )
+        if fill.state is State.GONE:
+            return await self._pass(req, client, origin, target, None)
+        if trace:
+            trace.goto(Phase.DELIVER, "stream")
+        return await self._stream_fill(
+            req, client, fill, f"pkgedge; fwd=miss; stored{detail}", trace
+        )
+
+    # -- delivery --------------------------------------------------------------------------
+    def _error(
+        self, client: Client, req: Request, status: int, reason: str
+    ) -> tuple[int, int, str]:
+        data = dl.error_response(status, reason, close=not req.keep_alive)
+        client.write(data)
+        return status, len(data), "error"
+
+    def _encoded_headers(self, headers: Headers, coding: str) -> Headers:
+        out = dl.add_vary(headers, "Accept-Encoding")
+        out = [*out, ("content-encoding", coding)]
+        for n, v in headers:
+            if n == "etag":
+                out = dl.replace_header(out, "etag", dl.encoded_etag(v, coding))
+        return out
+
+    def _read_small(self, entry: Entry, coding: str | None) -> bytes | None:
+        """The body (or its encoded form) from the memory tier or the disk tier."""
+        mkey = entry.objid + (coding or "")
+        body = self.memory.get(mkey)
+        if body is not None:
+            return body
+        path = self.store.body_path(entry.objid)
+        try:
+            if coding is None:
+                body = path.read_bytes()
+            else:
+                enc_path = path.with_name(path.name + "." + ("gz" if coding == "gzip" else coding))
+                try:
+                    body = enc_path.read_bytes()
+                except FileNotFoundError:
+                    body = dl.compress(path.read_bytes(), coding)
+                    part = enc_path.with_name(enc_path.name + f".{os.getpid()}")
+                    part.write_bytes(body)
+                    os.replace(part, enc_path)
+        except FileNotFoundError:
+            return None
+        if coding is None and len(body) != entry.size:
+            return None
+        self.memory.put(mkey, body, len(body))
+        return body
+
+    async def deliver(
+        self, req: Request, client: Client, entry: Entry, cache_status: str, trace: Trace | None
+    ) -> tuple[int, int, str]:
+        now = time.time()
+        self.store.touch(entry.objid)
+        emap = as_map(entry.headers)
+        extra = [("pkgedge-trace", trace.header())] if trace else []
+        age = int(entry.age(now))
+        if policy.client_not_modified(req.method, req.map, emap):
+            headers = [(n, v) for n, v in entry.headers if n in _NOT_MODIFIED_KEEP]
+            head = dl.response_head(
+                304,
+                headers,
+                length=None,
+                age=age,
+                cache_status=cache_status,
+                extra=extra,
+                close=not req.keep_alive,
+            )
+            head = head.replace(b"transfer-encoding: chunked\r\n", b"")
+            client.write(head)
+            return 304, len(head), cache_status
+        size = entry.size
+        rng: tuple[int, int] | None = None
+        if entry.status == 200 and "range" in req.map:
+            if_range = req.map.get("if-range")
+            if if_range is None or policy.if_range_matches(if_range, emap):
+                try:
+                    rng = dl.parse_range(req.map["range"], size)
+                except dl.RangeNotSatisfiable:
+                    return self._range_error(client, req, size, cache_status)
+        coding = None
+        headers = entry.headers
+        small = size <= self.settings.memory_object_max
+        if dl.compressible(headers):
+            if (
+                rng is None
+                and small
+                and self.settings.compress
+                and entry.status == 200
+                and size >= dl.MIN_COMPRESS
+            ):
+                coding = dl.choose_encoding(req.map.get("accept-encoding"))
+            headers = (
+                self._encoded_headers(headers, coding)
+                if coding
+                else dl.add_vary(headers, "Accept-Encoding")
+            )
+        status = entry.status
+        first, last = 0, size - 1
+        if rng is not None:
+            first, last = rng
+            status = 206
+            headers = [*headers, ("content-range", f"bytes {first}-{last}/{size}")]
+        headers = [*headers, *extra]
+        body = self._read_small(entry, coding) if small else None
+        if body is not None:
+            if rng is not None:
+                body = body[first : last + 1]
+            head = dl.response_head(
+                status,
+                headers,
+                length=len(body),
+                age=age,
+                cache_status=cache_status,
+                close=not req.keep_alive,
+            )
+            if req.method == "HEAD":
+                body = b""
+            client.write(head + body)
+            return status, len(head) + len(body), cache_status
+        head = dl.response_head(
+            status,
+            headers,
+            length=last - first + 1,
+            age=age,
+            cache_status=cache_status,
+            close=not req.keep_alive,
+        )
+        client.write(head)
+        if req.method == "HEAD":
+            return status, len(head), cache_status
+        try:
+            fd = os.open(self.store.body_path(entry.objid), os.O_RDONLY)
+        except FileNotFoundError:
+            client.abort()
+            return status, len(head), cache_status
+        try:
+            sent = await self._send_file(client, fd, first, last + 1)
+        finally:
+            os.close(fd)
+        return status, len(head) + sent, cache_status
+
+    def _range_error(
+        self, client: Client, req: Request, size: int, cache_status: str
+    ) -> tuple[int, int, str]:
+        data = dl.error_response(
+            416,
+            "range not satisfiable",
+            close=not req.keep_alive,
+            extra=[("content-range", f"bytes */{size}")],
+        )
+        client.write(data)
+        return 416, len(data), cache_status
+
+    async def _send_file(self, client: Client, fd: int, start: int, end: int) -> int:
+        sent = 0
+        offset = start
+        while offset < end and not client.closed:
+            data = os.pread(fd, min(CHUNK, end - offset), offset)
+            if not data:
+                client.abort()
+                break
+            client.write(data)
+            offset += len(data)
+            sent += len(data)
+            await client.drain()
+        return sent
+
+    async def _stream_fill(
+        self,
+        req: Request,
+        client: Client,
+        fill: Fill | RemoteFill,
+        cache_status: str,
+        trace: Trace | None,
+    ) -> tuple[int, int, str]:
+        """Send a response whose body is still arriving, reading it from the fill's file."""
+        length = fill.length
+        headers = list(fill.headers)
+        if dl.compressible(headers):
+            headers = dl.add_vary(headers, "Accept-Encoding")
+        status = fill.status
+        first, end = 0, length
+        if (
+            length is not None
+            and status == 200
+            and "range" in req.map
+            and "if-range" not in req.map
+        ):
+            try:
+                rng = dl.parse_range(req.map["range"], length)
+            except dl.RangeNotSatisfiable:
+                return self._range_error(client, req, length, cache_status)
+            if rng is not None:
+                first, end = rng[0], rng[1] + 1
+                status = 206
+                headers.append(("content-range", f"bytes {rng[0]}-{rng[1]}/{length}"))
+        if trace:
+            headers.append(("pkgedge-trace", trace.header()))
+        chunked = end is None
+        head = dl.response_head(
+            status,
+            headers,
+            length=None if end is None else end - first,
+            age=0,
+            cache_status=cache_status,
+            close=not req.keep_alive,
+        )
+        client.write(head)
+        if req.method == "HEAD":
+            return status, len(head), cache_status
+        sent = 0
+        offset = first
+        fd = -1
+        try:
+            while not client.closed:
+                if fd < 0:
+                    for p in fill.body_paths():
+                        try:
+                            fd = os.open(p, os.O_RDONLY)
+                            break
+                        except FileNotFoundError:
+                            continue
+                limit = fill.written if end is None else min(fill.written, end)
+                if fd >= 0 and offset < limit:
+                    data = os.pread(fd, min(CHUNK, limit - offset), offset)
+                    if data:
+                        if chunked:
+                            client.write(b"%x\r\n" % len(data) + data + b"\r\n")
+                        else:
+                            client.write(data)
+                        offset += len(data)
+                        sent += len(data)
+                        await client.drain()
+                        continue
+                if end is not None and offset >= end:
+                    break
+                if fill.state is State.DONE:
+                    if end is None and offset >= fill.written:
+                        client.write(b"0\r\n\r\n")
+                        break
+                    continue
+                if fill.state in (State.FAILED, State.GONE):
+                    client.abort()  # the body cannot be completed: the client must see it
+                    break
+                await fill.wait_progress()
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        return status, len(head) + sent, cache_status
+
+    async def _pass(
+        self, req: Request, client: Client, origin: str, target: str, trace: Trace | None
+    ) -> tuple[int, int, str]:
+        self.counters.add("passes")
+        self.counters.add("origin_fetches")
+        if trace and trace.phase is not Phase.PASS:
+            trace.note("pass")
+        try:
+            resp = await self.pool(origin).request(
+                req.method,
+                target,
+                self.origin_headers(req, fill=False),
+                req.body if req.body else None,
+            )
+        except PkgedgeError as exc:
+            self.counters.add("origin_errors")
+            return self._error(client, req, exc.status, f"upstream error: {exc}")
+        headers = [(n, v) for n, v in end_to_end(resp.headers) if n not in SURROGATE]
+        headers = self.rewrite_location(headers, origin + target)
+        return await self._stream_response(req, client, resp, headers, "pkgedge; fwd=bypass")
+
+    async def _stream_response(
+        self,
+        req: Request,
+        client: Client,
+        resp: UpstreamResponse,
+        headers: Headers,
+        cache_status: str,
+    ) -> tuple[int, int, str]:
+        """Relay an upstream response that is not stored, with backpressure both ways."""
+        rmap = as_map(resp.headers)
+        clen = rmap.get("content-length")
+        no_body = req.method == "HEAD" or resp.status in (204, 304)
+        length = int(clen) if clen and clen.isdigit() else (0 if no_body else None)
+        head = dl.response_head(
+            resp.status,
+            headers,
+            length=length,
+            age=None,
+            cache_status=cache_status,
+            close=not req.keep_alive,
+        )
+        if no_body and resp.status in (204, 304):
+            head = head.replace(b"content-length: 0\r\n", b"")
+        client.write(head)
+        sent = len(head)
+        if no_body:
+            if req.method == "HEAD":
+                resp.close()
+            else:
+                resp.release()
+            return resp.status, sent, cache_status
+        try:
+            while chunk := await resp.read():
+                self.counters.add("bytes_from_origin", len(chunk))
+                client.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n" if length is None else chunk)
+                sent += len(chunk)
+                await client.drain()
+                if client.closed:
+                    resp.close()
+                    break
+            else:
+                if length is None:
+                    client.write(b"0\r\n\r\n")
+        except PkgedgeError:
+            client.abort()
+        return resp.status, sent, cache_status
+
+
+def _freshness(entry: Entry) -> policy.Freshness:
+    return policy.Freshness(
+        lifetime=entry.lifetime,
+        swr=entry.swr,
+        sie=entry.sie,
+        must_revalidate=entry.must_revalidate,
+        no_cache=entry.no_cache,
+        heuristic=False,
+        source="stored",
+    )

@@ -1,0 +1,1 @@
+"""HTTP protocol helpers: dates, Cache-Control, header utilities (all pure)."""

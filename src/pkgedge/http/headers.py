@@ -1,0 +1,106 @@
+"""Header helpers shared by the server, the pipeline and the upstream client (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+#: RFC 9110 §7.6.1 hop-by-hop fields, never forwarded in either direction.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+#: Edge-only response fields: they steer the edge and are removed before clients see them.
+SURROGATE = frozenset({"surrogate-control", "surrogate-key"})
+
+Headers = list[tuple[str, str]]
+
+
+def connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
+    """Field names listed in Connection (they are hop-by-hop too)."""
+    tokens: set[str] = set()
+    for name, value in headers:
+        if name == "connection":
+            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def end_to_end(headers: Iterable[tuple[str, str]]) -> Headers:
+    """Drop hop-by-hop fields, including those named by Connection."""
+    headers = list(headers)
+    drop = HOP_BY_HOP | connection_tokens(headers)
+    return [(n, v) for n, v in headers if n not in drop]
+
+
+def as_map(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Lower-case name → value, repeated fields joined with ", " (Set-Cookie kept apart)."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        if name in out:
+            out[name] = out[name] + ", " + value
+        else:
+            out[name] = value
+    return out
+
+
+def comma_list(value: str | None) -> list[str]:
+    """``"a, b ,c"`` → ``["a", "b", "c"]`` (lower-cased, empties dropped)."""
+    if not value:
+        return []
+    return [p.strip().lower() for p in value.split(",") if p.strip()]
+
+
+def header_block(headers: Iterable[tuple[str, str]]) -> bytes:
+    """Serialise header fields as ``name: value\\r\\n`` lines (latin-1)."""
+    return "".join(f"{n}: {v}\r\n" for n, v in headers).encode("latin-1")
+
+
+REASONS: dict[int, str] = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    203: "Non-Authoritative Information",
+    204: "No Content",
+    206: "Partial Content",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Found",
+    303: "See Other",
+    304: "Not Modified",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    408: "Request Timeout",
+    409: "Conflict",
+    410: "Gone",
+    411: "Length Required",
+    412: "Precondition Failed",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def status_line(status: int) -> bytes:
+    return f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n".encode("latin-1")

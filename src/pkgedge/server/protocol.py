@@ -1,0 +1,241 @@
+"""HTTP/1.1 on asyncio: bytes in through httptools (llhttp), responses straight out.
+
+Keep-alive and pipelining: requests are answered strictly in order; a fresh hit is answered
+synchronously inside ``data_received`` without creating a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+from typing import Protocol as TypingProtocol
+from typing import cast
+
+import httptools
+
+from pkgedge.edge.deliver import error_response
+from pkgedge.stats.counters import Counters
+
+MAX_URL = 8 * 1024
+MAX_HEADERS_BYTES = 64 * 1024
+MAX_HEADERS = 100
+MAX_BODY = 128 * 1024 * 1024
+MAX_PIPELINE = 32
+
+
+class Request:
+    __slots__ = ("body", "client", "headers", "keep_alive", "map", "method", "target")
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        keep_alive: bool,
+        client: str,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        m: dict[str, str] = {}
+        for n, v in headers:
+            m[n] = f"{m[n]}, {v}" if n in m else v
+        self.map = m
+        self.keep_alive = keep_alive
+        self.body = b""
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target}>"
+
+
+class Handler(TypingProtocol):
+    def try_hit(self, req: Request, client: HttpProtocol) -> bool: ...
+    async def handle(self, req: Request, client: HttpProtocol) -> None: ...
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(
+        self, handler: Handler, counters: Counters, connections: set[HttpProtocol]
+    ) -> None:
+        self.handler = handler
+        self.counters = counters
+        self.connections = connections
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.client = "-"
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._queue: collections.deque[Request] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+        self._paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self.idle_since = 0.0
+        self.reading_paused = False
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def peer(self) -> str:
+        return self.client
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None or bool(self._queue)
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if peer else "-"
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.connections.add(self)
+        self.counters.add("connections")
+        self.idle_since = self._loop.time()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.connections.discard(self)
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.idle_since = self._loop.time()
+        try:
+            self.parser.feed_data(data)
+        except _Reject as rej:
+            self._reject(rej.status, rej.reason)
+        except httptools.HttpParserUpgrade:
+            self._reject(400, "protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            self._reject(400, f"malformed request: {exc}")
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- httptools callbacks -------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+        self._body = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_URL:
+            raise _Reject(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > MAX_HEADERS_BYTES or len(self._headers) >= MAX_HEADERS:
+            raise _Reject(431, "request header fields too large")
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if not self._url.startswith(b"/"):
+            raise _Reject(400, "only origin-form request targets are accepted")
+        headers = [(n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in self._headers]
+        self._current = Request(
+            self.parser.get_method().decode("ascii"),
+            self._url.decode("latin-1"),
+            headers,
+            bool(self.parser.should_keep_alive()),
+            self.client,
+        )
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > MAX_BODY:
+            raise _Reject(413, "request body too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        req = self._current
+        if self._body:
+            req.body = b"".join(self._body)
+        self._queue.append(req)
+        if len(self._queue) > MAX_PIPELINE and self.transport is not None:
+            self.transport.pause_reading()
+            self.reading_paused = True
+        if self._task is None:
+            self._process()
+
+    # -- processing ----------------------------------------------------------------------
+    def _process(self) -> None:
+        while self._queue and not self.closed:
+            req = self._queue.popleft()
+            self.counters.add("requests")
+            if self.handler.try_hit(req, self):
+                if not req.keep_alive:
+                    self.close()
+                    return
+                continue
+            self._task = self._loop.create_task(self._run(req))
+            return
+        if self.reading_paused and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+            self.reading_paused = False
+
+    async def _run(self, req: Request) -> None:
+        try:
+            await self.handler.handle(req, self)
+        except Exception as exc:  # a bug: answer 500 once, never a traceback to the client
+            import logging
+
+            logging.getLogger("pkgedge.server").exception("unhandled error: %s", exc)
+            self.write(error_response(500, "internal error", close=True))
+            self.close()
+        finally:
+            self._task = None
+        self.idle_since = self._loop.time()
+        if not req.keep_alive:
+            self.close()
+            return
+        self._process()
+
+    def _reject(self, status: int, reason: str) -> None:
+        self.counters.add("client_errors")
+        if self._task is None and self.transport is not None and not self.closed:
+            self.transport.write(error_response(status, reason, close=True))
+        self.close()
+
+    # -- what the pipeline uses ----------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._paused and not self.closed:
+            self._drain = self._loop.create_future()
+            await self._drain
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        self.closed = True

@@ -1,0 +1,1 @@
+"""HTTP APIs beside the pipeline: the admin API (purge, stats, metrics, health)."""

@@ -1,0 +1,136 @@
+"""The admin API, on its own listener, behind a bearer token.
+
+``POST /purge`` with a JSON body ``{"urls": [...], "keys": [...], "all": false, "soft": false}``
+purges by URL, by surrogate keys (at most 256 per call) or everything; ``soft`` marks objects
+stale instead of removing them. The purge is committed to the shared index before the call
+returns, so every worker sees it. ``GET /stats`` (JSON), ``GET /metrics`` (Prometheus text) and
+``GET /healthz`` (no token needed) complete it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pkgedge.cache.keys import normalize_path
+from pkgedge.cache.store import DiskStore
+from pkgedge.edge.deliver import error_response, response_head
+from pkgedge.stats.counters import Counters, prometheus
+
+if TYPE_CHECKING:
+    from pkgedge.edge.pipeline import Edge
+    from pkgedge.server.protocol import HttpProtocol, Request
+
+MAX_KEYS = 256
+
+
+class AdminHandler:
+    def __init__(self, token: str, store: DiskStore, counters: Counters, edge: Edge) -> None:
+        self.token = token
+        self.store = store
+        self.counters = counters
+        self.edge = edge
+
+    def try_hit(self, req: Request, client: HttpProtocol) -> bool:
+        return False
+
+    def stats(self) -> dict[str, Any]:
+        snap = self.counters.snapshot()
+        objects, used = self.store.usage()
+        snap["disk_objects"] = objects
+        snap["disk_bytes"] = used
+        return snap
+
+    def _send(
+        self,
+        client: HttpProtocol,
+        req: Request,
+        status: int,
+        body: bytes,
+        ctype: str = "application/json",
+    ) -> None:
+        head = response_head(
+            status,
+            [("content-type", ctype), ("cache-control", "no-store")],
+            length=len(body),
+            age=None,
+            cache_status="pkgedge; fwd=bypass",
+            close=not req.keep_alive,
+        )
+        client.write(head + (b"" if req.method == "HEAD" else body))
+
+    async def handle(self, req: Request, client: HttpProtocol) -> None:
+        path = req.target.partition("?")[0]
+        close = not req.keep_alive
+        if path == "/healthz":
+            self._send(client, req, 200, b"ok\n", "text/plain; charset=utf-8")
+            return
+        auth = req.map.get("authorization", "")
+        if not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
+            client.write(
+                error_response(
+                    401,
+                    "admin token missing or wrong",
+                    close=close,
+                    extra=[("www-authenticate", "Bearer")],
+                )
+            )
+            return
+        if path == "/stats" and req.method in ("GET", "HEAD"):
+            self._send(client, req, 200, json.dumps(self.stats(), indent=1).encode())
+        elif path == "/metrics" and req.method in ("GET", "HEAD"):
+            snap = self.stats()
+            extra = {"disk_objects": snap.pop("disk_objects"), "disk_bytes": snap.pop("disk_bytes")}
+            self._send(
+                client, req, 200, prometheus(snap, extra).encode(), "text/plain; version=0.0.4"
+            )
+        elif path == "/purge":
+            if req.method != "POST":
+                client.write(
+                    error_response(405, "use POST", close=close, extra=[("allow", "POST")])
+                )
+                return
+            status, body = self.purge(req.body)
+            if status != 200:
+                client.write(error_response(status, body.decode(), close=close))
+                return
+            self._send(client, req, 200, body)
+        else:
+            client.write(error_response(404, "no such admin endpoint", close=close))
+
+    def purge(self, raw: bytes) -> tuple[int, bytes]:
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            return 400, b'body must be JSON: {"urls": [...], "keys": [...], "all": false}'
+        if not isinstance(data, dict):
+            return 400, b"body must be a JSON object"
+        urls, keys = data.get("urls") or [], data.get("keys") or []
+        soft, everything = bool(data.get("soft")), bool(data.get("all"))
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            return 400, b"urls must be a list of strings"
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            return 400, b"keys must be a list of strings"
+        if len(keys) > MAX_KEYS or len(urls) > MAX_KEYS:
+            return 400, f"at most {MAX_KEYS} keys or urls per call".encode()
+        if not (urls or keys or everything):
+            return 400, b"nothing to purge: give urls, keys or all"
+        count = 0
+        if everything:
+            count += self.store.purge_all(soft=soft)
+        else:
+            if urls:
+                paths = []
+                for u in urls:
+                    p = urlsplit(u)
+                    target = (p.path or "/") + ("?" + p.query if p.query else "")
+                    paths.append(normalize_path(target).encode())
+                count += self.store.purge_keys(paths, soft=soft)
+            if keys:
+                count += self.store.purge_surrogate(keys, soft=soft)
+        if not soft:
+            self.edge.memory.clear() if everything else None
+        self.counters.add("purges", count)
+        return 200, json.dumps({"purged": count, "soft": soft}).encode()
