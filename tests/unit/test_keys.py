@@ -24,6 +24,7 @@ UV_ACCEPT = (
         ("/simple/x/../foo/", "/simple/foo/"),
         ("/simple/%66oo/", "/simple/foo/"),
         ("/simple/foo%2fbar/", "/simple/foo%2Fbar/"),
+        ("/%2Bf/http/h%3A80/a%2B1.whl", "/+f/http/h:80/a+1.whl"),
         ("/../../etc/passwd", "/etc/passwd"),
         ("/simple/foo/?a=1", "/simple/foo/?a=1"),
     ],

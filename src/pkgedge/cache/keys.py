@@ -14,7 +14,12 @@ _IGNORED_VARY = frozenset({"accept-encoding"})
 
 
 _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+#: Characters a path segment may hold literally (RFC 3986 pchar minus "%"): decoding them
+#: never changes the path's structure, and clients differ in which of them they encode
+#: (pip writes ``+`` as ``%2B``), so the key uses the decoded form.
+_UNRESERVED = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@"
+)
 
 
 def _pct_fix(m: re.Match[str]) -> str:
@@ -23,9 +28,10 @@ def _pct_fix(m: re.Match[str]) -> str:
 
 
 def normalize_path(target: str) -> str:
-    """Remove dot segments and decode percent-encoded unreserved characters.
+    """Remove dot segments and decode percent-encoded characters a path may hold literally.
 
-    ``/simple/./foo/../bar/`` → ``/simple/bar/``; ``/simple/%66oo/`` → ``/simple/foo/``.
+    ``/simple/./foo/../bar/`` → ``/simple/bar/``; ``/simple/%66oo/`` → ``/simple/foo/``;
+    ``/%2Bf/`` → ``/+f/``; ``%2F`` stays encoded.
     The query, if any, is kept as given.
     """
     path, sep, query = target.partition("?")

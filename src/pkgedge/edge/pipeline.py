@@ -343,7 +343,7 @@ class Edge:
             if simple_variant(req.map.get("accept")) == "json":
                 headers.append(("accept", "application/vnd.pypi.simple.v1+json"))
             else:
-                headers.append(("accept", "application/vnd.pypi.simple.v1+html, text/html;q=0.9"))
+                headers.append(("accept", "text/html"))
         return headers
 
     def _start_fill(
@@ -608,6 +608,12 @@ class Edge:
         return 416, len(data), cache_status
 
     async def _send_file(self, client: Client, fd: int, start: int, end: int) -> int:
+        sendfile = getattr(client, "sendfile", None)
+        if sendfile is not None:
+            sent: int = await sendfile(fd, start, end - start)
+            if sent < end - start:
+                client.abort()
+            return sent
         sent = 0
         offset = start
         while offset < end and not client.closed:

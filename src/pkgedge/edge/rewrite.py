@@ -15,7 +15,12 @@ FILE_PREFIX = "/+f/"
 _HTML_HREF = re.compile(rb'(\bhref\s*=\s*")([^"]*)(")', re.IGNORECASE)
 _JSON_URL = re.compile(rb'("url"\s*:\s*")((?:[^"\\]|\\.)*)(")')
 
-REWRITABLE = ("text/html", "application/vnd.pypi.simple.v1+json", "application/json")
+REWRITABLE = (
+    "text/html",
+    "application/vnd.pypi.simple.v1+html",
+    "application/vnd.pypi.simple.v1+json",
+    "application/json",
+)
 
 
 class Rewriter:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import socket
 from typing import Protocol as TypingProtocol
 from typing import cast
@@ -83,6 +84,7 @@ class HttpProtocol(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self.idle_since = 0.0
         self.reading_paused = False
+        self.tls = False
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -229,6 +231,59 @@ class HttpProtocol(asyncio.Protocol):
         if self._paused and not self.closed:
             self._drain = self._loop.create_future()
             await self._drain
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Send ``count`` bytes of file ``fd`` from ``offset`` with zero-copy sendfile(2).
+
+        The transport's own buffer is drained first so bytes stay in order; the socket is
+        then written directly through a duplicate descriptor (so the loop can watch it for
+        writability without disturbing the transport). Falls back to reads and writes for
+        TLS connections. Returns the bytes sent.
+        """
+        transport = self.transport
+        if transport is None or self.closed:
+            return 0
+        if transport.get_extra_info("sslcontext") is not None or self.tls:
+            return await self._copy_file(fd, offset, count)
+        while transport.get_write_buffer_size() and not self.closed:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+        sock = transport.get_extra_info("socket")
+        if sock is None or self.closed:
+            return 0
+        out = os.dup(sock.fileno())
+        sent = 0
+        try:
+            while sent < count and not self.closed:
+                try:
+                    n = os.sendfile(out, fd, offset + sent, min(count - sent, 1 << 22))
+                except BlockingIOError:
+                    waiter = self._loop.create_future()
+                    self._loop.add_writer(out, waiter.set_result, None)
+                    try:
+                        await waiter
+                    finally:
+                        self._loop.remove_writer(out)
+                    continue
+                except OSError:
+                    self.abort()
+                    break
+                if n == 0:
+                    break
+                sent += n
+        finally:
+            os.close(out)
+        return sent
+
+    async def _copy_file(self, fd: int, offset: int, count: int) -> int:
+        sent = 0
+        while sent < count and not self.closed:
+            data = os.pread(fd, min(count - sent, 256 * 1024), offset + sent)
+            if not data:
+                break
+            self.write(data)
+            sent += len(data)
+            await self.drain()
+        return sent
 
     def abort(self) -> None:
         self.closed = True

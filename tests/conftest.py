@@ -1,0 +1,91 @@
+"""Shared fixtures: a real upstream index (``upstream``) and real edge processes
+(``edge_factory``, ``edge``). Helpers live in ``tests/support`` (imported as ``support.*``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+from support.edge import EdgeFactory, EdgeProcess  # noqa: E402
+from support.upstream import UpstreamIndex  # noqa: E402
+
+
+def populate_default(index: UpstreamIndex) -> UpstreamIndex:
+    """The default projects: ``alpha`` 1.0 (requires ``beta>=1.0``), ``beta`` 1.0 and 1.1
+    (1.1 is ``Requires-Python >=3.8``), ``gamma`` 0.1 (wheel and sdist, no dependencies).
+    Installing ``alpha`` gives alpha 1.0 and beta 1.1."""
+    index.add_project("alpha", "1.0", requires_dist=["beta>=1.0"])
+    index.add_project("beta", "1.0")
+    index.add_project("beta", "1.1", requires_python=">=3.8")
+    index.add_project("gamma", "0.1", sdist=True)
+    return index
+
+
+UpstreamFactory = Callable[..., UpstreamIndex]
+
+
+@pytest.fixture
+def upstream_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpstreamFactory]:
+    """``upstream_factory(populate=True, **kwargs)`` → a started :class:`UpstreamIndex` over a
+    new directory (kwargs as for UpstreamIndex, e.g. ``file_host=True``); stopped at teardown."""
+    started: list[UpstreamIndex] = []
+
+    def make(populate: bool = True, **kwargs: Any) -> UpstreamIndex:
+        index = UpstreamIndex(tmp_path_factory.mktemp("upstream"), **kwargs)
+        if populate:
+            populate_default(index)
+        started.append(index)
+        return index.start()
+
+    yield make
+    for index in started:
+        index.stop()
+
+
+@pytest.fixture
+def upstream(upstream_factory: UpstreamFactory) -> UpstreamIndex:
+    """A running upstream index with the default projects (see :func:`populate_default`)."""
+    return upstream_factory()
+
+
+@pytest.fixture
+def edge_factory(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[EdgeFactory]:
+    """``edge_factory(upstream=None, **kwargs)`` → a started :class:`EdgeProcess` (defaults:
+    the ``upstream`` fixture's index URL, 1 worker, ``--access-log off``, a fresh cache dir).
+    Every edge is stopped at teardown; if the test failed, their output is printed."""
+
+    def default_upstream() -> str:
+        index: UpstreamIndex = request.getfixturevalue("upstream")
+        return index.index_url
+
+    factory = EdgeFactory(tmp_path_factory.mktemp("edges"), default_upstream)
+    yield factory
+    report = getattr(request.node, "rep_call", None)
+    failed = report is not None and report.failed
+    for edge in factory.edges:
+        if failed:
+            print(f"\n=== {edge!r}\n{edge.diagnostics()}")
+    factory.close()
+
+
+@pytest.fixture
+def edge(edge_factory: EdgeFactory) -> EdgeProcess:
+    """One running edge in front of the ``upstream`` fixture."""
+    return edge_factory()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
