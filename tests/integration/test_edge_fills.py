@@ -236,3 +236,24 @@ def test_workers_share_one_cache(upstream: UpstreamIndex, edge_factory: EdgeFact
     assert upstream.count(path) == 1
     assert edge.stats()["hits"] >= 39
     assert len(children_of(edge.pid)) == 2
+
+
+def test_upstream_timeouts_answer_504_and_the_edge_keeps_serving(
+    upstream: UpstreamIndex, edge_factory: EdgeFactory
+) -> None:
+    edge = edge_factory(
+        extra_args=["--first-byte-timeout", "0.5", "--between-bytes-timeout", "0.5"]
+    )
+    upstream.hang("/simple/alpha/", seconds=5)
+    r = edge.get("/simple/alpha/")
+    assert r.status_code == 504
+    assert "timeout" in r.text
+    upstream.clear_faults()
+    # a response that stalls mid-body is cut off, and never stored
+    size = 4 * 1024 * 1024
+    stalled = Download(f"{edge.url}/big/{size}?rate=1")  # 1 byte/s: stalls at once
+    stalled.run()
+    assert stalled.size < size
+    r = edge.get("/simple/beta/")
+    assert r.status_code == 200
+    assert edge.stats()["origin_errors"] >= 1

@@ -419,7 +419,7 @@ class Edge:
                 client,
                 fill.entry,
                 f"pkgedge; fwd=stale; fwd-status=304; ttl={ttl}{detail}",
-                None,
+                trace,
             )
         if fill.state is State.FAILED:
             now = time.time()
@@ -434,7 +434,7 @@ class Edge:
                     client,
                     stale,
                     f"pkgedge; fwd=stale; ttl={int(stale.ttl(now))}; detail=stale-if-error",
-                    None,
+                    trace,
                 )
             if trace:
                 trace.goto(Phase.ERROR, "origin-error", str(fill.error))
@@ -447,13 +447,13 @@ class Edge:
             if resp is None:  # another waiter took the one response: fetch our own
                 if trace:
                     trace.note("pass", "not storable; own fetch")
-                return await self._pass(req, client, origin, target, None)
+                return await self._pass(req, client, origin, target, trace)
             self.counters.add("passes")
             return await self._stream_response(
                 req, client, resp, fill.headers, f"pkgedge; fwd=miss; detail={fill.why}"
             )
         if fill.state is State.GONE:
-            return await self._pass(req, client, origin, target, None)
+            return await self._pass(req, client, origin, target, trace)
         if trace:
             trace.goto(Phase.DELIVER, "stream")
         return await self._stream_fill(

@@ -64,7 +64,12 @@ class _Reject(Exception):
 
 class HttpProtocol(asyncio.Protocol):
     def __init__(
-        self, handler: Handler, counters: Counters, connections: set[HttpProtocol]
+        self,
+        handler: Handler,
+        counters: Counters,
+        connections: set[HttpProtocol],
+        *,
+        tls: bool = False,
     ) -> None:
         self.handler = handler
         self.counters = counters
@@ -84,7 +89,7 @@ class HttpProtocol(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self.idle_since = 0.0
         self.reading_paused = False
-        self.tls = False
+        self.tls = tls
         self._loop = asyncio.get_running_loop()
 
     @property

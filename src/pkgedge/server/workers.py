@@ -75,7 +75,10 @@ async def _serve(
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
     server = await loop.create_server(
-        lambda: HttpProtocol(edge, counters, conns), sock=client_sock, ssl=ctx, backlog=4096
+        lambda: HttpProtocol(edge, counters, conns, tls=ctx is not None),
+        sock=client_sock,
+        ssl=ctx,
+        backlog=4096,
     )
     admin_server = await loop.create_server(
         lambda: HttpProtocol(admin, counters, admin_conns), sock=admin_sock
