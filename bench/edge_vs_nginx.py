@@ -36,6 +36,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -118,6 +119,8 @@ class Run:
     non_2xx: int
     cpu_s: float  # user+system seconds of the server's worker processes during the run
     cpu_split: list[float]  # the same, per worker: shows how evenly connections spread
+    wrk_cpu_s: float  # user+system seconds of wrk itself (100% of a core: wrk-bound)
+    other_cpu_s: float  # busy CPU seconds of the machine not used by the workers or wrk
     stats: dict[str, int] = field(default_factory=dict)  # pkgedge /stats deltas
     notes: list[str] = field(default_factory=list)
 
@@ -218,6 +221,14 @@ def source_fingerprint() -> str:
     for path in sorted((ROOT / "src" / "pkgedge").rglob("*.py")):
         h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:12]
+
+
+def machine_busy_seconds() -> float:
+    """Busy (non-idle, non-iowait) CPU seconds of the whole machine since boot."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -495,7 +506,11 @@ def measure(
 ) -> Run:
     before = edge_stats(edge) if edge else {}
     cpu0 = [cpu_seconds([p]) for p in workers]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy0 = machine_busy_seconds()
     parsed = run_wrk(procs, lua, port, case, duration)
+    busy = machine_busy_seconds() - busy0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     split = [cpu_seconds([p]) - c for p, c in zip(workers, cpu0, strict=True)]
     lua_out = parsed["lua"]
     secs = lua_out["duration_us"] / 1e6
@@ -516,6 +531,8 @@ def measure(
         non_2xx=parsed.get("non_2xx", 0),
         cpu_s=sum(split),
         cpu_split=split,
+        wrk_cpu_s=(wrk_cpu := ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime),
+        other_cpu_s=max(0.0, busy - sum(split) - wrk_cpu),
     )
     if any(errors.values()) or run.non_2xx:
         run.notes.append(f"wrk errors {errors}, non-2xx {run.non_2xx}")
@@ -564,7 +581,8 @@ def print_run(run: Run, cores: int) -> None:
     line = (
         f"  {run.server:8} {run.case:16} #{run.repeat}: {run.rps:10.1f} req/s "
         f"{run.mbps:9.1f} MB/s  p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  "
-        f"workers' CPU {cpu} of {cores * 100}%"
+        f"CPU: workers {cpu}, wrk {run.wrk_cpu_s / run.duration * 100:3.0f}%, "
+        f"others {run.other_cpu_s / run.duration * 100:3.0f}%"
     )
     print(line, flush=True)
     for note in run.notes:
@@ -579,6 +597,17 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
             rs = [r for r in runs if r.case == case.name and r.server == server]
             row[f"{server}_rps"] = statistics.median(r.rps for r in rs) if rs else 0.0
             row[f"{server}_mbps"] = statistics.median(r.mbps for r in rs) if rs else 0.0
+            # server CPU per unit of work: less sensitive to a noisy machine than throughput
+            row[f"{server}_cpu_us_per_req"] = (
+                statistics.median(r.cpu_s / r.requests * 1e6 for r in rs if r.requests)
+                if any(r.requests for r in rs)
+                else 0.0
+            )
+            row[f"{server}_cpu_s_per_gb"] = (
+                statistics.median(r.cpu_s / r.bytes * 1e9 for r in rs if r.bytes)
+                if any(r.bytes for r in rs)
+                else 0.0
+            )
         key = case.metric
         base = row[f"nginx_{key}"]
         row["ratio"] = row[f"pkgedge_{key}"] / base if base else 0.0
@@ -600,6 +629,17 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{r['case']:16} {r['nginx_rps']:12.1f} {r['nginx_mbps']:11.1f} "
             f"{r['pkgedge_rps']:14.1f} {r['pkgedge_mbps']:13.1f} "
             f"{r['ratio']:7.2f} {unit:5}  >={r['goal']:.1f}  {'PASS' if r['pass'] else 'MISS'}"
+        )
+    print("\nserver workers' CPU per request and per GB sent (medians; lower is better):")
+    head = f"{'case':16} {'nginx':>22} {'pkgedge':>22} {'pkgedge/nginx':>14}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        per_req = r["metric"] == "rps"
+        key, unit = ("cpu_us_per_req", "us/req") if per_req else ("cpu_s_per_gb", "CPU-s/GB")
+        a, b = r[f"nginx_{key}"], r[f"pkgedge_{key}"]
+        print(
+            f"{r['case']:16} {a:13.3g} {unit:>8} {b:13.3g} {unit:>8} {(b / a if a else 0.0):14.2f}"
         )
 
 
@@ -673,6 +713,8 @@ def bench(args: argparse.Namespace, procs: Processes, tmp: Path, cores: int) -> 
         f"note: this machine has {cores} cores shared by wrk and both servers' workers; "
         "absolute numbers are CPU-bound and noisy, compare the ratios"
     )
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"load average before the run: {load}")
     fingerprint = source_fingerprint()
     print(f"pkgedge source fingerprint (sha256 of src/pkgedge/**/*.py): {fingerprint}")
     t0 = time.monotonic()

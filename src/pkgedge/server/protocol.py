@@ -15,7 +15,7 @@ from typing import cast
 
 import httptools
 
-from pkgedge.edge.deliver import error_response
+from pkgedge.edge.heads import error_response
 from pkgedge.stats.counters import Counters
 
 MAX_URL = 8 * 1024
@@ -70,6 +70,7 @@ class HttpProtocol(asyncio.Protocol):
         connections: set[HttpProtocol],
         *,
         tls: bool = False,
+        counted: bool = True,
     ) -> None:
         self.handler = handler
         self.counters = counters
@@ -90,6 +91,7 @@ class HttpProtocol(asyncio.Protocol):
         self.idle_since = 0.0
         self.reading_paused = False
         self.tls = tls
+        self.counted = counted  # False on the admin listener: its calls are not traffic
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -112,7 +114,8 @@ class HttpProtocol(asyncio.Protocol):
             except OSError:
                 pass
         self.connections.add(self)
-        self.counters.add("connections")
+        if self.counted:
+            self.counters.add("connections")
         self.idle_since = self._loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -192,7 +195,8 @@ class HttpProtocol(asyncio.Protocol):
     def _process(self) -> None:
         while self._queue and not self.closed:
             req = self._queue.popleft()
-            self.counters.add("requests")
+            if self.counted:
+                self.counters.add("requests")
             if self.handler.try_hit(req, self):
                 if not req.keep_alive:
                     self.close()

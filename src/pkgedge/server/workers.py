@@ -81,7 +81,7 @@ async def _serve(
         backlog=4096,
     )
     admin_server = await loop.create_server(
-        lambda: HttpProtocol(admin, counters, admin_conns), sock=admin_sock
+        lambda: HttpProtocol(admin, counters, admin_conns, counted=False), sock=admin_sock
     )
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
