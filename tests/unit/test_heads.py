@@ -7,7 +7,7 @@ import gzip
 import brotli
 import pytest
 
-from pkgedge.edge import deliver as dl
+from pkgedge.edge import heads as dl
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,8 @@ class Fill:
         self.headers: Headers = []
         self.length: int | None = None
         self.written = 0
+        self.initial_age = 0.0
+        self.response_time = 0.0
         self.entry: Entry | None = None
         self.error: BaseException | None = None
         self.waiters = 0
@@ -150,7 +152,11 @@ class Fill:
         """Tell waiters in other workers what this fill became (atomic rename)."""
         head = Path(str(self.file_path) + ".head")
         part = Path(str(head) + ".part")
-        part.write_bytes(marshal.dumps((kind, self.status, self.headers, self.length)))
+        part.write_bytes(
+            marshal.dumps(
+                (kind, self.status, self.headers, self.length, self.initial_age, self.response_time)
+            )
+        )
         os.replace(part, head)
 
     async def _fetch(self, tmp: Path) -> None:
@@ -167,6 +173,10 @@ class Fill:
         response_time = time.time()
         self.status = resp.status
         rmap = as_map(resp.headers)
+        self.response_time = response_time
+        self.initial_age = policy.initial_age(
+            rmap, request_time=request_time, response_time=response_time
+        )
         if self.stale is not None and resp.status == 304 and self.stale_key is not None:
             resp.release()
             merged = policy.merge_not_modified(self.stale.headers, rmap)
@@ -252,9 +262,7 @@ class Fill:
             resp.status,
             stored,
             response_time=response_time,
-            initial_age=policy.initial_age(
-                rmap, request_time=request_time, response_time=response_time
-            ),
+            initial_age=self.initial_age,
             lifetime=fr.lifetime,
             swr=fr.swr,
             sie=fr.sie,
@@ -289,6 +297,8 @@ class RemoteFill:
         self.headers: Headers = []
         self.length: int | None = None
         self.written = 0
+        self.initial_age = 0.0
+        self.response_time = 0.0
         self.entry: Entry | None = None
         self.error: BaseException | None = None
         self.waiters = 1
@@ -310,9 +320,14 @@ class RemoteFill:
         tmp, final = self.body_paths()
         if self.state is State.PENDING:
             try:
-                kind, self.status, self.headers, self.length = marshal.loads(
-                    Path(str(tmp) + ".head").read_bytes()
-                )
+                (
+                    kind,
+                    self.status,
+                    self.headers,
+                    self.length,
+                    self.initial_age,
+                    self.response_time,
+                ) = marshal.loads(Path(str(tmp) + ".head").read_bytes())
             except (FileNotFoundError, EOFError, ValueError):
                 if store.busy(self.ckey) is None:
                     self.state = State.GONE

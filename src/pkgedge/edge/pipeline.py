@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pkgedge.cache import policy
@@ -19,27 +19,26 @@ from pkgedge.cache.eviction import S3FIFO
 from pkgedge.cache.keys import normalize_path, secondary_key, simple_variant
 from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
-from pkgedge.edge import deliver as dl
+from pkgedge.edge import heads as dl
 from pkgedge.edge.fill import Fill, RemoteFill, State, new_objid
 from pkgedge.edge.hooks import Hooks
 from pkgedge.edge.phases import Phase, Trace
+from pkgedge.edge.respond import Client, Responder
 from pkgedge.edge.rewrite import FILE_PREFIX, REWRITABLE, Rewriter
 from pkgedge.errors import PkgedgeError
 from pkgedge.http.headers import (
     SURROGATE,
     Headers,
-    as_map,
     end_to_end,
     header_block,
     status_line,
 )
 from pkgedge.stats.counters import Counters
-from pkgedge.upstream.client import UpstreamPool, UpstreamResponse
+from pkgedge.upstream.client import UpstreamPool
 
 if TYPE_CHECKING:
     from pkgedge.server.protocol import Request
 
-CHUNK = 256 * 1024
 _HOT_MAX = 20_000
 _UNKNOWN = "?"
 #: Request fields that take a hit off the synchronous fast path.
@@ -71,29 +70,6 @@ _FILL_DROP = frozenset(
         "pkgedge-trace",
     }
 )
-_NOT_MODIFIED_KEEP = frozenset(
-    {
-        "cache-control",
-        "content-location",
-        "date",
-        "etag",
-        "expires",
-        "vary",
-        "last-modified",
-    }
-)
-
-
-class Client(Protocol):
-    """What the pipeline needs from a client connection (the server implements it)."""
-
-    closed: bool
-
-    def write(self, data: bytes) -> None: ...
-    async def drain(self) -> None: ...
-    def abort(self) -> None: ...
-    @property
-    def peer(self) -> str: ...
 
 
 class Edge:
@@ -112,6 +88,7 @@ class Edge:
         self.hooks = hooks or Hooks()
         per_worker = max(1, settings.memory_size // max(1, settings.workers))
         self.memory: S3FIFO[str, bytes] = S3FIFO(per_worker)
+        self.out = Responder(settings, store, self.memory, counters)
         self.fills: dict[bytes, Fill] = {}
         self.rewriter = Rewriter(settings.upstream)
         self._pools: dict[str, UpstreamPool] = {}
@@ -218,7 +195,7 @@ class Edge:
         if prefix is None:
             headers = entry.headers
             if coding is not None:
-                headers = self._encoded_headers(headers, coding)
+                headers = self.out.encoded_headers(headers, coding)
             elif dl.compressible(headers):
                 headers = dl.add_vary(headers, "Accept-Encoding")
             prefix = status_line(entry.status) + header_block(
@@ -269,7 +246,7 @@ class Edge:
         route = self.rewriter.upstream_url(path)
         if route is None or (path.startswith(FILE_PREFIX) and not self._host_ok(route[0])):
             self.counters.add("client_errors")
-            return self._error(client, req, 404, "not found: this edge serves only its index\n")
+            return self.out.error(client, req, 404, "not found: this edge serves only its index\n")
         origin, target = route
         if req.method not in ("GET", "HEAD"):
             if trace:
@@ -292,12 +269,12 @@ class Edge:
             if verdict is policy.Verdict.FRESH:
                 self.counters.add("hits")
                 ttl = int(entry.ttl(now))
-                return await self.deliver(req, client, entry, f"pkgedge; hit; ttl={ttl}", trace)
+                return await self.out.deliver(req, client, entry, f"pkgedge; hit; ttl={ttl}", trace)
             if verdict is policy.Verdict.STALE_REVALIDATE_BACKGROUND:
                 self.counters.add("stale")
                 self._revalidate_in_background(req, primary, vkey, path, origin, target, entry)
                 ttl = int(entry.ttl(now))
-                return await self.deliver(
+                return await self.out.deliver(
                     req,
                     client,
                     entry,
@@ -414,7 +391,7 @@ class Edge:
             if trace:
                 trace.goto(Phase.DELIVER, "revalidated", "origin said 304")
             ttl = int(fill.entry.ttl(time.time()))
-            return await self.deliver(
+            return await self.out.deliver(
                 req,
                 client,
                 fill.entry,
@@ -429,7 +406,7 @@ class Edge:
                 self.counters.add("stale")
                 if trace:
                     trace.goto(Phase.DELIVER, "stale-if-error", str(fill.error))
-                return await self.deliver(
+                return await self.out.deliver(
                     req,
                     client,
                     stale,
@@ -439,7 +416,7 @@ class Edge:
             if trace:
                 trace.goto(Phase.ERROR, "origin-error", str(fill.error))
             status = getattr(fill.error, "status", 502)
-            return self._error(
+            return self.out.error(
                 client, req, status, f"upstream error: {fill.error or 'fetch failed'}"
             )
         if fill.state is State.PASS:
@@ -449,266 +426,16 @@ class Edge:
                     trace.note("pass", "not storable; own fetch")
                 return await self._pass(req, client, origin, target, trace)
             self.counters.add("passes")
-            return await self._stream_response(
+            return await self.out.stream_response(
                 req, client, resp, fill.headers, f"pkgedge; fwd=miss; detail={fill.why}"
             )
         if fill.state is State.GONE:
             return await self._pass(req, client, origin, target, trace)
         if trace:
             trace.goto(Phase.DELIVER, "stream")
-        return await self._stream_fill(
+        return await self.out.stream_fill(
             req, client, fill, f"pkgedge; fwd=miss; stored{detail}", trace
         )
-
-    # -- delivery --------------------------------------------------------------------------
-    def _error(
-        self, client: Client, req: Request, status: int, reason: str
-    ) -> tuple[int, int, str]:
-        data = dl.error_response(status, reason, close=not req.keep_alive)
-        client.write(data)
-        return status, len(data), "error"
-
-    def _encoded_headers(self, headers: Headers, coding: str) -> Headers:
-        out = dl.add_vary(headers, "Accept-Encoding")
-        out = [*out, ("content-encoding", coding)]
-        for n, v in headers:
-            if n == "etag":
-                out = dl.replace_header(out, "etag", dl.encoded_etag(v, coding))
-        return out
-
-    def _read_small(self, entry: Entry, coding: str | None) -> bytes | None:
-        """The body (or its encoded form) from the memory tier or the disk tier."""
-        mkey = entry.objid + (coding or "")
-        body = self.memory.get(mkey)
-        if body is not None:
-            return body
-        path = self.store.body_path(entry.objid)
-        try:
-            if coding is None:
-                body = path.read_bytes()
-            else:
-                enc_path = path.with_name(path.name + "." + ("gz" if coding == "gzip" else coding))
-                try:
-                    body = enc_path.read_bytes()
-                except FileNotFoundError:
-                    body = dl.compress(path.read_bytes(), coding)
-                    part = enc_path.with_name(enc_path.name + f".{os.getpid()}")
-                    part.write_bytes(body)
-                    os.replace(part, enc_path)
-        except FileNotFoundError:
-            return None
-        if coding is None and len(body) != entry.size:
-            return None
-        self.memory.put(mkey, body, len(body))
-        return body
-
-    async def deliver(
-        self, req: Request, client: Client, entry: Entry, cache_status: str, trace: Trace | None
-    ) -> tuple[int, int, str]:
-        now = time.time()
-        self.store.touch(entry.objid)
-        emap = as_map(entry.headers)
-        extra = [("pkgedge-trace", trace.header())] if trace else []
-        age = int(entry.age(now))
-        if policy.client_not_modified(req.method, req.map, emap):
-            headers = [(n, v) for n, v in entry.headers if n in _NOT_MODIFIED_KEEP]
-            head = dl.response_head(
-                304,
-                headers,
-                length=None,
-                age=age,
-                cache_status=cache_status,
-                extra=extra,
-                close=not req.keep_alive,
-            )
-            head = head.replace(b"transfer-encoding: chunked\r\n", b"")
-            client.write(head)
-            return 304, len(head), cache_status
-        size = entry.size
-        rng: tuple[int, int] | None = None
-        if entry.status == 200 and "range" in req.map:
-            if_range = req.map.get("if-range")
-            if if_range is None or policy.if_range_matches(if_range, emap):
-                try:
-                    rng = dl.parse_range(req.map["range"], size)
-                except dl.RangeNotSatisfiable:
-                    return self._range_error(client, req, size, cache_status)
-        coding = None
-        headers = entry.headers
-        small = size <= self.settings.memory_object_max
-        if dl.compressible(headers):
-            if (
-                rng is None
-                and small
-                and self.settings.compress
-                and entry.status == 200
-                and size >= dl.MIN_COMPRESS
-            ):
-                coding = dl.choose_encoding(req.map.get("accept-encoding"))
-            headers = (
-                self._encoded_headers(headers, coding)
-                if coding
-                else dl.add_vary(headers, "Accept-Encoding")
-            )
-        status = entry.status
-        first, last = 0, size - 1
-        if rng is not None:
-            first, last = rng
-            status = 206
-            headers = [*headers, ("content-range", f"bytes {first}-{last}/{size}")]
-        headers = [*headers, *extra]
-        body = self._read_small(entry, coding) if small else None
-        if body is not None:
-            if rng is not None:
-                body = body[first : last + 1]
-            head = dl.response_head(
-                status,
-                headers,
-                length=len(body),
-                age=age,
-                cache_status=cache_status,
-                close=not req.keep_alive,
-            )
-            if req.method == "HEAD":
-                body = b""
-            client.write(head + body)
-            return status, len(head) + len(body), cache_status
-        head = dl.response_head(
-            status,
-            headers,
-            length=last - first + 1,
-            age=age,
-            cache_status=cache_status,
-            close=not req.keep_alive,
-        )
-        client.write(head)
-        if req.method == "HEAD":
-            return status, len(head), cache_status
-        try:
-            fd = os.open(self.store.body_path(entry.objid), os.O_RDONLY)
-        except FileNotFoundError:
-            client.abort()
-            return status, len(head), cache_status
-        try:
-            sent = await self._send_file(client, fd, first, last + 1)
-        finally:
-            os.close(fd)
-        return status, len(head) + sent, cache_status
-
-    def _range_error(
-        self, client: Client, req: Request, size: int, cache_status: str
-    ) -> tuple[int, int, str]:
-        data = dl.error_response(
-            416,
-            "range not satisfiable",
-            close=not req.keep_alive,
-            extra=[("content-range", f"bytes */{size}")],
-        )
-        client.write(data)
-        return 416, len(data), cache_status
-
-    async def _send_file(self, client: Client, fd: int, start: int, end: int) -> int:
-        sendfile = getattr(client, "sendfile", None)
-        if sendfile is not None:
-            sent: int = await sendfile(fd, start, end - start)
-            if sent < end - start:
-                client.abort()
-            return sent
-        sent = 0
-        offset = start
-        while offset < end and not client.closed:
-            data = os.pread(fd, min(CHUNK, end - offset), offset)
-            if not data:
-                client.abort()
-                break
-            client.write(data)
-            offset += len(data)
-            sent += len(data)
-            await client.drain()
-        return sent
-
-    async def _stream_fill(
-        self,
-        req: Request,
-        client: Client,
-        fill: Fill | RemoteFill,
-        cache_status: str,
-        trace: Trace | None,
-    ) -> tuple[int, int, str]:
-        """Send a response whose body is still arriving, reading it from the fill's file."""
-        length = fill.length
-        headers = list(fill.headers)
-        if dl.compressible(headers):
-            headers = dl.add_vary(headers, "Accept-Encoding")
-        status = fill.status
-        first, end = 0, length
-        if (
-            length is not None
-            and status == 200
-            and "range" in req.map
-            and "if-range" not in req.map
-        ):
-            try:
-                rng = dl.parse_range(req.map["range"], length)
-            except dl.RangeNotSatisfiable:
-                return self._range_error(client, req, length, cache_status)
-            if rng is not None:
-                first, end = rng[0], rng[1] + 1
-                status = 206
-                headers.append(("content-range", f"bytes {rng[0]}-{rng[1]}/{length}"))
-        if trace:
-            headers.append(("pkgedge-trace", trace.header()))
-        chunked = end is None
-        head = dl.response_head(
-            status,
-            headers,
-            length=None if end is None else end - first,
-            age=0,
-            cache_status=cache_status,
-            close=not req.keep_alive,
-        )
-        client.write(head)
-        if req.method == "HEAD":
-            return status, len(head), cache_status
-        sent = 0
-        offset = first
-        fd = -1
-        try:
-            while not client.closed:
-                if fd < 0:
-                    for p in fill.body_paths():
-                        try:
-                            fd = os.open(p, os.O_RDONLY)
-                            break
-                        except FileNotFoundError:
-                            continue
-                limit = fill.written if end is None else min(fill.written, end)
-                if fd >= 0 and offset < limit:
-                    data = os.pread(fd, min(CHUNK, limit - offset), offset)
-                    if data:
-                        if chunked:
-                            client.write(b"%x\r\n" % len(data) + data + b"\r\n")
-                        else:
-                            client.write(data)
-                        offset += len(data)
-                        sent += len(data)
-                        await client.drain()
-                        continue
-                if end is not None and offset >= end:
-                    break
-                if fill.state is State.DONE:
-                    if end is None and offset >= fill.written:
-                        client.write(b"0\r\n\r\n")
-                        break
-                    continue
-                if fill.state in (State.FAILED, State.GONE):
-                    client.abort()  # the body cannot be completed: the client must see it
-                    break
-                await fill.wait_progress()
-        finally:
-            if fd >= 0:
-                os.close(fd)
-        return status, len(head) + sent, cache_status
 
     async def _pass(
         self, req: Request, client: Client, origin: str, target: str, trace: Trace | None
@@ -726,57 +453,10 @@ class Edge:
             )
         except PkgedgeError as exc:
             self.counters.add("origin_errors")
-            return self._error(client, req, exc.status, f"upstream error: {exc}")
+            return self.out.error(client, req, exc.status, f"upstream error: {exc}")
         headers = [(n, v) for n, v in end_to_end(resp.headers) if n not in SURROGATE]
         headers = self.rewrite_location(headers, origin + target)
-        return await self._stream_response(req, client, resp, headers, "pkgedge; fwd=bypass")
-
-    async def _stream_response(
-        self,
-        req: Request,
-        client: Client,
-        resp: UpstreamResponse,
-        headers: Headers,
-        cache_status: str,
-    ) -> tuple[int, int, str]:
-        """Relay an upstream response that is not stored, with backpressure both ways."""
-        rmap = as_map(resp.headers)
-        clen = rmap.get("content-length")
-        no_body = req.method == "HEAD" or resp.status in (204, 304)
-        length = int(clen) if clen and clen.isdigit() else (0 if no_body else None)
-        head = dl.response_head(
-            resp.status,
-            headers,
-            length=length,
-            age=None,
-            cache_status=cache_status,
-            close=not req.keep_alive,
-        )
-        if no_body and resp.status in (204, 304):
-            head = head.replace(b"content-length: 0\r\n", b"")
-        client.write(head)
-        sent = len(head)
-        if no_body:
-            if req.method == "HEAD":
-                resp.close()
-            else:
-                resp.release()
-            return resp.status, sent, cache_status
-        try:
-            while chunk := await resp.read():
-                self.counters.add("bytes_from_origin", len(chunk))
-                client.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n" if length is None else chunk)
-                sent += len(chunk)
-                await client.drain()
-                if client.closed:
-                    resp.close()
-                    break
-            else:
-                if length is None:
-                    client.write(b"0\r\n\r\n")
-        except PkgedgeError:
-            client.abort()
-        return resp.status, sent, cache_status
+        return await self.out.stream_response(req, client, resp, headers, "pkgedge; fwd=bypass")
 
 
 def _freshness(entry: Entry) -> policy.Freshness:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pkgedge.cache.keys import normalize_path
 from pkgedge.cache.store import DiskStore
-from pkgedge.edge.deliver import error_response, response_head
+from pkgedge.edge.heads import error_response, response_head
 from pkgedge.stats.counters import Counters, prometheus
 
 if TYPE_CHECKING:
