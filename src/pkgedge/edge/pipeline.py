@@ -222,7 +222,7 @@ class Edge:
         slots[self._i_bytes] += len(data)
         self.store.touch(entry.objid)
         if self.hooks.active:
-            self.hooks.log(req, 200, len(data), "hit", 0.0)
+            self.hooks.log(req, 200, len(data), f"pkgedge; hit; ttl={int(ttl)}", 0.0)
         return True
 
     # -- the full pipeline ---------------------------------------------------------------
@@ -258,6 +258,9 @@ class Edge:
         now = time.time()
         vkey, entry = self.store.lookup(primary, req.map, path)
         rd = policy.request_directives(req.map)
+        if rd.only_if_cached and (entry is None or entry.ttl(now) <= 0):
+            # RFC 9111 §5.2.1.7: answer from cache or 504, never contact the origin
+            return self.out.error(client, req, 504, "only-if-cached: not fresh in cache")
         stale: Entry | None = None
         if entry is not None:
             fr = _freshness(entry)

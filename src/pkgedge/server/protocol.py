@@ -91,6 +91,7 @@ class HttpProtocol(asyncio.Protocol):
         self.idle_since = 0.0
         self.reading_paused = False
         self.tls = tls
+        self._rejected: tuple[int, str] | None = None
         self.counted = counted  # False on the admin listener: its calls are not traffic
         self._loop = asyncio.get_running_loop()
 
@@ -204,6 +205,10 @@ class HttpProtocol(asyncio.Protocol):
                 continue
             self._task = self._loop.create_task(self._run(req))
             return
+        if self._rejected is not None:
+            rejected, self._rejected = self._rejected, None
+            self._reject(*rejected)
+            return
         if self.reading_paused and self.transport is not None and not self.closed:
             self.transport.resume_reading()
             self.reading_paused = False
@@ -226,8 +231,15 @@ class HttpProtocol(asyncio.Protocol):
         self._process()
 
     def _reject(self, status: int, reason: str) -> None:
+        """Answer a bad request with ``status`` and close, after the requests before it."""
+        if self._task is not None or self._queue:
+            # earlier pipelined requests are still being answered: reject after them
+            self._rejected = (status, reason)
+            if self.transport is not None:
+                self.transport.pause_reading()
+            return
         self.counters.add("client_errors")
-        if self._task is None and self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed:
             self.transport.write(error_response(status, reason, close=True))
         self.close()
 
