@@ -15,6 +15,8 @@ if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
 from support.edge import EdgeFactory, EdgeProcess  # noqa: E402
+from support.postgres import postgres_server  # noqa: E402, F401  (session fixture, shared)
+from support.s3 import s3_server  # noqa: E402, F401  (session fixture, shared)
 from support.upstream import UpstreamIndex  # noqa: E402
 
 
@@ -89,3 +91,35 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def origin_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """``origin_factory(**kwargs)`` → a started :class:`support.origin.OriginProcess` in a new
+    data directory (mirroring off unless ``upstream=`` is given); stopped at teardown."""
+    from support.origin import OriginProcess
+
+    started: list[OriginProcess] = []
+
+    def make(**kwargs: Any) -> OriginProcess:
+        proc = OriginProcess(tmp_path_factory.mktemp("origin"), **kwargs)
+        started.append(proc)
+        return proc.start()
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def stack(origin_factory: Callable[..., Any], edge_factory: EdgeFactory) -> tuple[Any, EdgeProcess]:
+    """An origin with a 2-worker edge in front of it; the origin purges that edge after every
+    change. The origin finds the edge through ``DATA_DIR/edge.json``, as under ``pkgedge up``."""
+    import json
+
+    origin = origin_factory()
+    edge = edge_factory(upstream=origin.index_url, workers=2)
+    (origin.data_dir / "edge.json").write_text(
+        json.dumps({"admin": edge.admin_url, "token": edge.token})
+    )
+    return origin, edge

@@ -31,6 +31,23 @@ def _add_edge_options(p: argparse.ArgumentParser) -> None:
         )
 
 
+def _add_origin_options(p: argparse.ArgumentParser, only: tuple[str, ...] = ()) -> None:
+    from pkgedge.index.settings import ORIGIN_OPTIONS
+
+    if not any(a.dest == "config" for a in p._actions):
+        p.add_argument("--config", metavar="FILE", help="TOML config file (or PKGEDGE_CONFIG)")
+    for opt in ORIGIN_OPTIONS:
+        if only and opt.name not in only:
+            continue
+        p.add_argument(
+            opt.flag,
+            dest="origin_" + opt.name,
+            metavar=opt.metavar,
+            default=None,
+            help=f"{opt.doc} [env {opt.env}]",
+        )
+
+
 def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
     flags = {o.name: getattr(args, o.name, None) for o in EDGE_OPTIONS}
     flags.update({k: v for k, v in overrides.items() if v is not None})
@@ -42,6 +59,98 @@ def cmd_edge(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     return run(settings, out=lambda line: print(line, flush=True))
+
+
+def _origin_settings(args: argparse.Namespace, **overrides: Any) -> Any:
+    from pkgedge.index.settings import ORIGIN_OPTIONS, build_origin_settings
+
+    flags = {o.name: getattr(args, "origin_" + o.name, None) for o in ORIGIN_OPTIONS}
+    flags.update({k: v for k, v in overrides.items() if v is not None})
+    return build_origin_settings(flags, config_file=args.config)
+
+
+def cmd_origin(args: argparse.Namespace) -> int:
+    from pkgedge.index.run import serve
+
+    return serve(_origin_settings(args), out=lambda line: print(line, flush=True))
+
+
+def _catalog(args: argparse.Namespace) -> Any:
+    from pkgedge.index.catalog import Catalog
+
+    settings = _origin_settings(args, upstream="off")
+    catalog = Catalog(settings.database)
+    catalog.migrate()
+    return settings, catalog
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from pkgedge.index.names import normalize
+
+    _, catalog = _catalog(args)
+    try:
+        if args.token_command == "create":
+            project = normalize(args.project) if args.project else None
+            row, secret = catalog.create_token(args.description or "", project)
+            scope = f"project {project}" if project else "all projects"
+            print(f"token {row.id} for {scope} (shown once; use username __token__):")
+            print(secret)
+        elif args.token_command == "list":
+            for t in catalog.list_tokens():
+                state = "revoked" if t.revoked else "active"
+                print(f"{t.id}\t{state}\t{t.project or '*'}\t{t.created:%Y-%m-%d}\t{t.description}")
+        elif args.token_command == "revoke":
+            if not catalog.revoke_token(args.id):
+                raise PkgedgeError(f"no token with id {args.id}")
+            print(f"token {args.id} revoked")
+    finally:
+        catalog.close()
+    return 0
+
+
+def cmd_manage(args: argparse.Namespace) -> int:
+    from pkgedge.index import cachepolicy
+    from pkgedge.index.names import normalize
+    from pkgedge.index.purge import Purger
+    from pkgedge.index.run import edge_link
+    from pkgedge.index.storage import storage_from_url
+
+    settings, catalog = _catalog(args)
+    settings = edge_link(settings)
+    try:
+        name = normalize(args.name)
+        if catalog.release(name, args.version) is None:
+            raise PkgedgeError(f"no release {args.version!r} of {name!r}")
+        if args.command == "yank":
+            if args.undo:
+                catalog.unyank(name, args.version)
+                print(f"unyanked {name} {args.version}")
+            else:
+                catalog.yank(name, args.version, args.reason)
+                print(f"yanked {name} {args.version}")
+        else:
+            rows = catalog.delete_release(name, args.version)
+            storage = storage_from_url(settings.storage)
+            for row in rows:
+                for key in (row.blob_key, row.blob_key + ".metadata"):
+                    storage.delete(key)
+            print(f"deleted {name} {args.version} ({len(rows)} file(s))")
+    finally:
+        catalog.close()
+    purger = Purger(
+        settings.edge_admin,
+        settings.edge_admin_token,
+        __import__("pathlib").Path(settings.data_dir) / "purge-queue.json",
+    )
+    if purger.enabled and not purger.purge(cachepolicy.keys_for_change(name)):
+        print("warning: the edge could not be purged now; the origin will retry", file=sys.stderr)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from pkgedge.up import run_up
+
+    return run_up(args)
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -126,6 +235,49 @@ def parser() -> argparse.ArgumentParser:
         "--soft", action="store_true", help="mark stale instead of removing (stale-* still apply)"
     )
     purge.set_defaults(func=cmd_purge)
+    origin = sub.add_parser("origin", help="run the package index (the origin)")
+    _add_origin_options(origin)
+    origin.set_defaults(func=cmd_origin)
+    up = sub.add_parser("up", help="run origin, edge and admin together on this machine")
+    up.add_argument("--config", metavar="FILE", help="TOML config file")
+    up.add_argument("--data-dir", default="pkgedge-data", help="where everything is kept")
+    up.add_argument("--port", type=int, default=8080, help="the edge's port (clients use it)")
+    up.add_argument(
+        "--admin-port", type=int, default=None, help="the edge admin API's port (default: PORT+1)"
+    )
+    up.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    up.add_argument(
+        "--upstream",
+        default=None,
+        help="index to mirror for other projects (default: pip's; 'off')",
+    )
+    up.add_argument("--workers", type=int, default=None, help="edge worker processes")
+    up.set_defaults(func=cmd_up)
+    token = sub.add_parser("token", help="API tokens for uploads")
+    tsub = token.add_subparsers(dest="token_command", metavar="ACTION")
+    tsub.required = True
+    tcreate = tsub.add_parser("create", help="create a token (printed once)")
+    tcreate.add_argument("--project", help="scope the token to one project")
+    tcreate.add_argument("--description", help="what the token is for")
+    tlist = tsub.add_parser("list", help="list tokens")
+    trevoke = tsub.add_parser("revoke", help="revoke a token")
+    trevoke.add_argument("id", type=int)
+    for tp in (tcreate, tlist, trevoke):
+        _add_origin_options(tp, only=("data_dir", "database"))
+        tp.set_defaults(func=cmd_token)
+    yank = sub.add_parser("yank", help="yank (or --undo: unyank) a release")
+    yank.add_argument("name")
+    yank.add_argument("version")
+    yank.add_argument("--reason", help="why (shown to installers)")
+    yank.add_argument("--undo", action="store_true", help="unyank")
+    delete = sub.add_parser("delete", help="delete a release and its files")
+    delete.add_argument("name")
+    delete.add_argument("version")
+    for mp in (yank, delete):
+        _add_origin_options(
+            mp, only=("data_dir", "database", "storage", "edge_admin", "edge_admin_token")
+        )
+        mp.set_defaults(func=cmd_manage)
     stats = sub.add_parser("stats", help="print a running edge's counters")
     _admin_args(stats)
     stats.set_defaults(func=cmd_stats)

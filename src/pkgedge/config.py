@@ -103,10 +103,12 @@ class Option:
     default: Any
     doc: str
     metavar: str = "VALUE"
+    section: str = "edge"
 
     @property
     def env(self) -> str:
-        return "PKGEDGE_" + self.name.upper()
+        infix = "" if self.section == "edge" else self.section.upper() + "_"
+        return "PKGEDGE_" + infix + self.name.upper()
 
     @property
     def flag(self) -> str:
@@ -245,25 +247,24 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc.strerror}") from None
 
 
-def build_edge_settings(
-    flags: Mapping[str, Any] | None = None,
-    *,
-    environ: Mapping[str, str] | None = None,
-    config_file: str | None = None,
-    resolve_upstream: Callable[[], str] = pip_index_url,
-) -> EdgeSettings:
-    """Merge defaults, file, environment and flags into validated :class:`EdgeSettings`."""
+def merge_options(
+    options: tuple[Option, ...],
+    section: str,
+    flags: Mapping[str, Any] | None,
+    environ: Mapping[str, str],
+    config_file: str | None,
+) -> dict[str, Any]:
+    """Values for ``options`` from defaults, the ``[section]`` table, environment and flags."""
     flags = dict(flags or {})
-    environ = os.environ if environ is None else environ
-    config_file = config_file or environ.get("PKGEDGE_CONFIG")
     file_values: dict[str, Any] = {}
     if config_file:
         data = read_toml(config_file)
-        table = data.get("edge", data)
+        flat = section == "edge" and not any(isinstance(v, dict) for v in data.values())
+        table = data if flat else data.get(section, {})
         if not isinstance(table, dict):
-            raise ConfigError(f"config file {config_file}: [edge] must be a table")
+            raise ConfigError(f"config file {config_file}: [{section}] must be a table")
         file_values = table
-        known = {o.name for o in EDGE_OPTIONS}
+        known = {o.name for o in options}
         unknown = sorted(
             k
             for k in (k.replace("-", "_") for k in file_values)
@@ -272,7 +273,7 @@ def build_edge_settings(
         if unknown:
             raise ConfigError(f"config file {config_file}: unknown option(s): {', '.join(unknown)}")
     values: dict[str, Any] = {}
-    for opt in EDGE_OPTIONS:
+    for opt in options:
         raw: Any = opt.default
         source = "default"
         fv = file_values.get(opt.name, file_values.get(opt.name.replace("_", "-")))
@@ -289,6 +290,20 @@ def build_edge_settings(
             values[opt.name] = opt.parse(raw)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    return values
+
+
+def build_edge_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+    resolve_upstream: Callable[[], str] = pip_index_url,
+) -> EdgeSettings:
+    """Merge defaults, file, environment and flags into validated :class:`EdgeSettings`."""
+    environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get("PKGEDGE_CONFIG")
+    values = merge_options(EDGE_OPTIONS, "edge", flags, environ, config_file)
     for name in ("listen", "admin"):
         parse_hostport(values[name])
     if not values["upstream"]:

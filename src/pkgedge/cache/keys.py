@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 SIMPLE_HTML = "application/vnd.pypi.simple.v1+html"
+SIMPLE_JSON_LATEST = "application/vnd.pypi.simple.latest+json"
+SIMPLE_HTML_LATEST = "application/vnd.pypi.simple.latest+html"
 
 #: Vary field names that the edge folds away entirely: it stores identity bodies and
 #: compresses itself, so Accept-Encoding never splits the cache.
@@ -74,9 +76,9 @@ def simple_variant(accept: str | None) -> str:
                     q = float(v)
                 except ValueError:
                     q = 0.0
-        if media == SIMPLE_JSON:
+        if media in (SIMPLE_JSON, SIMPLE_JSON_LATEST):
             best_json = max(best_json, q)
-        elif media in (SIMPLE_HTML, "text/html"):
+        elif media in (SIMPLE_HTML, SIMPLE_HTML_LATEST, "text/html"):
             best_html = max(best_html, q)
         elif media in ("*/*", "application/*") and best_html < 0:
             best_html = max(best_html, q * 0.5)

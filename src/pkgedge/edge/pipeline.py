@@ -136,7 +136,9 @@ class Edge:
         return out
 
     def origin_headers(self, req: Request, *, fill: bool) -> Headers:
-        headers = [(n, v) for n, v in end_to_end(req.headers) if n != "host"]
+        headers = [
+            (n, v) for n, v in end_to_end(req.headers) if n not in ("host", "content-length")
+        ]
         if fill:
             headers = [(n, v) for n, v in headers if n not in _FILL_DROP]
             headers.append(("accept-encoding", "identity"))
@@ -267,6 +269,10 @@ class Edge:
             verdict, why = policy.lookup_verdict(
                 entry.age(now), fr, rd, soft_purged=entry.soft_purged
             )
+            if entry.soft_purged and verdict is policy.Verdict.STALE_REVALIDATE_BACKGROUND:
+                # A soft purge says "this changed": revalidate now so the change is visible
+                # at once; the old object still backs stale-if-error if the origin fails.
+                verdict, why = policy.Verdict.REVALIDATE, "soft-purged"
             if trace:
                 trace.goto(Phase.HIT, verdict.name.lower(), why)
             if verdict is policy.Verdict.FRESH:

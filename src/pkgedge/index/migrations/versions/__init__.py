@@ -1,0 +1,1 @@
+"""Catalog schema revisions, oldest first (``down_revision`` chains them)."""
