@@ -147,6 +147,36 @@ def cmd_manage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_project(args: argparse.Namespace) -> int:
+    """Project settings: PEP 792 status, and whether upstream releases may be merged."""
+    from pkgedge.index import cachepolicy
+    from pkgedge.index.names import normalize
+    from pkgedge.index.purge import Purger
+    from pkgedge.index.run import edge_link
+
+    settings, catalog = _catalog(args)
+    settings = edge_link(settings)
+    name = normalize(args.name)
+    try:
+        if args.project_command == "status":
+            catalog.set_status(name, args.status, args.reason)
+            print(f"{name}: status {args.status}")
+        else:
+            catalog.set_allow_upstream(name, not args.deny)
+            state = "may not" if args.deny else "may"
+            print(f"{name}: upstream releases {state} be merged")
+    finally:
+        catalog.close()
+    purger = Purger(
+        settings.edge_admin,
+        settings.edge_admin_token,
+        __import__("pathlib").Path(settings.data_dir) / "purge-queue.json",
+    )
+    if purger.enabled:
+        purger.purge(cachepolicy.keys_for_change(name))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from pkgedge.up import run_up
 
@@ -278,6 +308,21 @@ def parser() -> argparse.ArgumentParser:
             mp, only=("data_dir", "database", "storage", "edge_admin", "edge_admin_token")
         )
         mp.set_defaults(func=cmd_manage)
+    project = sub.add_parser("project", help="project settings (status, upstream merging)")
+    psub = project.add_subparsers(dest="project_command", metavar="ACTION")
+    psub.required = True
+    pstatus = psub.add_parser("status", help="set the PEP 792 status of a hosted project")
+    pstatus.add_argument("name")
+    pstatus.add_argument("status", choices=["active", "archived", "quarantined", "deprecated"])
+    pstatus.add_argument("--reason", help="shown to clients")
+    pallow = psub.add_parser(
+        "allow-upstream", help="let a hosted project also offer the upstream's releases"
+    )
+    pallow.add_argument("name")
+    pallow.add_argument("--deny", action="store_true", help="stop merging (the default)")
+    for pp in (pstatus, pallow):
+        _add_origin_options(pp, only=("data_dir", "database", "edge_admin", "edge_admin_token"))
+        pp.set_defaults(func=cmd_project)
     stats = sub.add_parser("stats", help="print a running edge's counters")
     _admin_args(stats)
     stats.set_defaults(func=cmd_stats)

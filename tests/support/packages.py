@@ -70,8 +70,11 @@ def metadata_text(
     requires_dist: Iterable[str] = (),
     requires_python: str | None = None,
     metadata_version: str = "2.1",
+    description: str | None = None,
+    description_content_type: str | None = None,
 ) -> str:
-    """Core metadata (``METADATA`` / ``PKG-INFO``) in email-header form."""
+    """Core metadata (``METADATA`` / ``PKG-INFO``) in email-header form; ``description``
+    becomes the message body."""
     lines = [
         f"Metadata-Version: {metadata_version}",
         f"Name: {name}",
@@ -81,7 +84,9 @@ def metadata_text(
     if requires_python:
         lines.append(f"Requires-Python: {requires_python}")
     lines.extend(f"Requires-Dist: {req}" for req in requires_dist)
-    return "\n".join(lines) + "\n\n"
+    if description_content_type:
+        lines.append(f"Description-Content-Type: {description_content_type}")
+    return "\n".join(lines) + "\n\n" + (description or "")
 
 
 def _module_source(name: str, version: str) -> str:
@@ -111,6 +116,8 @@ def make_wheel(
     requires_dist: Iterable[str] = (),
     requires_python: str | None = None,
     extra_files: FileMap | None = None,
+    description: str | None = None,
+    description_content_type: str | None = None,
 ) -> Path:
     """Write ``{name}-{version}-py3-none-any.whl`` into *dest_dir* and return its path.
 
@@ -126,7 +133,12 @@ def make_wheel(
     for arcname, content in (extra_files or {}).items():
         files[arcname] = _as_bytes(content)
     files[f"{dist_info}/METADATA"] = metadata_text(
-        name, version, requires_dist=requires_dist, requires_python=requires_python
+        name,
+        version,
+        requires_dist=requires_dist,
+        requires_python=requires_python,
+        description=description,
+        description_content_type=description_content_type,
     ).encode()
     files[f"{dist_info}/WHEEL"] = (
         b"Wheel-Version: 1.0\nGenerator: pkgedge-tests (1.0)\n"

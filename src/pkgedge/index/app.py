@@ -192,6 +192,8 @@ class Origin:
                 f"no project named {name!r}",
                 cachepolicy.page_headers(60, 60, [cachepolicy.project_key(name)]),
             )
+        if self.mirror is not None and self.catalog.allows_upstream(name):
+            return self._merged_page(request, project, media)
         cache_key = (name, project.last_serial, media)
         body = self._rendered.get(cache_key)
         if body is None:
@@ -204,6 +206,26 @@ class Origin:
                 self._rendered.pop(next(iter(self._rendered)))
             self._rendered[cache_key] = body
         return self.page(request, body, media, [cachepolicy.project_key(name)], project.last_serial)
+
+    def _merged_page(self, request: Request, project: ProjectRow, media: str) -> Response:
+        """A hosted project the operator allowed to merge upstream releases: local files
+        first; upstream files whose filename is not hosted here are added."""
+        assert self.mirror is not None
+        name = project.project
+        files = self.catalog.project_files(name)
+        versions = [r.version for r in self.catalog.releases(name)]
+        try:
+            found = self.mirror.page(name)
+        except Exception:  # the upstream is down: the hosted files alone are still right
+            found = None
+        if found is not None:
+            extra, extra_versions = self.mirror.rows(name, found[0])
+            local = {f.filename for f in files}
+            files += [f for f in extra if f.filename not in local]
+            versions += [v for v in extra_versions if v not in versions]
+        body = simple.render_project_page(project, files, versions, media, file_url=self.file_url)
+        keys = [cachepolicy.project_key(name), "mirror"]
+        return self.page(request, body, media, keys, project.last_serial)
 
     # -- files -------------------------------------------------------------------------------
     def file(self, request: Request) -> Response:

@@ -119,7 +119,7 @@ class Purger:
         return False
 
     def start(self) -> None:
-        if not self.enabled or self._thread is not None:
+        if (self.admin_url is None and self.locate is None) or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._retry_loop, name="purger", daemon=True)
         self._thread.start()
@@ -141,7 +141,7 @@ class Purger:
                 return
             with self._lock:
                 keys = sorted(self._pending)
-            if not keys:
+            if not keys or not self.enabled:
                 continue
             if self._send(keys):
                 with self._lock:
@@ -150,5 +150,5 @@ class Purger:
                 self.sent += len(keys)
                 delay = 0.5
             else:
-                delay = min(delay * 2, 300.0)
+                delay = min(delay * 2, 10.0)
                 time.sleep(0)
