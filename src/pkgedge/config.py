@@ -154,6 +154,34 @@ EDGE_OPTIONS: tuple[Option, ...] = (
     Option("tls_cert", _parse_str, None, "TLS certificate (PEM) for the client listener", "FILE"),
     Option("tls_key", _parse_str, None, "TLS private key (PEM) for the client listener", "FILE"),
     Option("compress", _parse_bool, True, "gzip/brotli compressible responses", "BOOL"),
+    Option("header_timeout", parse_duration, 10.0, "deadline to receive a request head", "SECONDS"),
+    Option("body_timeout", parse_duration, 60.0, "deadline to receive a request body", "SECONDS"),
+    Option(
+        "send_timeout",
+        parse_duration,
+        60.0,
+        "how long a client may leave a response unread",
+        "SECONDS",
+    ),
+    Option("idle_timeout", parse_duration, 75.0, "idle keep-alive connection timeout", "SECONDS"),
+    Option("max_connections", _parse_int, 10_000, "open client connections per worker", "N"),
+    Option(
+        "max_connections_per_client",
+        _parse_int,
+        256,
+        "open connections per client address per worker",
+        "N",
+    ),
+    Option("max_request_line", parse_size, 8192, "longest request target (414 beyond)", "SIZE"),
+    Option("max_header_size", parse_size, 65536, "largest request head (431 beyond)", "SIZE"),
+    Option("max_headers", _parse_int, 100, "most request header fields (431 beyond)", "N"),
+    Option(
+        "max_body_size",
+        parse_size,
+        parse_size("110MiB"),
+        "largest request body, i.e. upload (413 beyond)",
+        "SIZE",
+    ),
     Option(
         "rewrite_file_hosts",
         _parse_bool,
@@ -184,6 +212,16 @@ class EdgeSettings:
     tls_cert: str | None
     tls_key: str | None
     compress: bool
+    header_timeout: float
+    body_timeout: float
+    send_timeout: float
+    idle_timeout: float
+    max_connections: int
+    max_connections_per_client: int
+    max_request_line: int
+    max_header_size: int
+    max_headers: int
+    max_body_size: int
     rewrite_file_hosts: bool
 
     @property

@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,7 +81,9 @@ class Origin:
             self.mirror = Mirror(settings, self.storage, data / "mirror")
         #: rendered simple pages by (project, serial, media type): any change bumps the
         #: project's serial, so an entry is never stale; bounded, oldest dropped first
-        self._rendered: dict[tuple[str, int, str], bytes] = {}
+        self._rendered: dict[tuple[str, int, str], tuple[bytes, str]] = {}
+        self._render_locks: dict[tuple[str, int, str], threading.Lock] = {}
+        self._render_locks_guard = threading.Lock()
         self.app = Starlette(routes=self.routes(), lifespan=self._lifespan)
 
     def __repr__(self) -> str:
@@ -129,9 +132,10 @@ class Origin:
         serial: int,
         *,
         vary: bool = True,
+        etag: str | None = None,
     ) -> Response:
         """A cacheable page with its ETag; answers 304 to a matching If-None-Match."""
-        etag = simple.etag_for(body)
+        etag = etag or simple.etag_for(body)
         headers = cachepolicy.page_headers(self.settings.edge_ttl, self.settings.client_ttl, keys)
         headers["ETag"] = etag
         headers[SERIAL_HEADER] = str(serial)
@@ -144,6 +148,13 @@ class Origin:
 
     def file_url(self, row: FileRow) -> str:
         return names.file_url_path(row)
+
+    def absolute_file_url(self, row: FileRow) -> str:
+        """For the JSON API, whose clients fetch ``url`` as is: absolute when the public base
+        URL is configured (``--base-url``), else a path on this host."""
+        base = self.settings.base_url
+        path = names.file_url_path(row)
+        return base.rstrip("/") + path if base else path
 
     def hosted(self, project: str) -> ProjectRow | None:
         return self.catalog.get_project(project)
@@ -194,18 +205,35 @@ class Origin:
             )
         if self.mirror is not None and self.catalog.allows_upstream(name):
             return self._merged_page(request, project, media)
-        cache_key = (name, project.last_serial, media)
-        body = self._rendered.get(cache_key)
-        if body is None:
-            files = self.catalog.project_files(name)
-            versions = [r.version for r in self.catalog.releases(name)]
-            body = simple.render_project_page(
-                project, files, versions, media, file_url=self.file_url
-            )
-            if len(self._rendered) >= 256:
-                self._rendered.pop(next(iter(self._rendered)))
-            self._rendered[cache_key] = body
-        return self.page(request, body, media, [cachepolicy.project_key(name)], project.last_serial)
+        body, etag = self._render_once(project, media)
+        return self.page(
+            request, body, media, [cachepolicy.project_key(name)], project.last_serial, etag=etag
+        )
+
+    def _render_once(self, project: ProjectRow, media: str) -> tuple[bytes, str]:
+        """The rendered page and its ETag, from the render cache or rendered once: requests
+        that miss together wait for one render (single flight) instead of each doing it."""
+        key = (project.project, project.last_serial, media)
+        hit = self._rendered.get(key)
+        if hit is not None:
+            return hit
+        with self._render_locks_guard:
+            lock = self._render_locks.setdefault(key, threading.Lock())
+        with lock:
+            hit = self._rendered.get(key)
+            if hit is None:
+                files = self.catalog.project_files(project.project)
+                versions = self.catalog.release_versions(project.project)
+                body = simple.render_project_page(
+                    project, files, versions, media, file_url=self.file_url
+                )
+                hit = (body, simple.etag_for(body))
+                if len(self._rendered) >= 256:
+                    self._rendered.pop(next(iter(self._rendered)))
+                self._rendered[key] = hit
+        with self._render_locks_guard:
+            self._render_locks.pop(key, None)
+        return hit
 
     def _merged_page(self, request: Request, project: ProjectRow, media: str) -> Response:
         """A hosted project the operator allowed to merge upstream releases: local files
@@ -280,7 +308,7 @@ class Origin:
         files = self.catalog.project_files(name)
         try:
             body = jsonapi.render_project_json(
-                project, releases, files, file_url=self.file_url, version=version
+                project, releases, files, file_url=self.absolute_file_url, version=version
             )
         except LookupError:
             return text(404, f"no release {version!r} of {name!r}")
@@ -350,7 +378,11 @@ class Origin:
         length = request.headers.get("content-length")
         limit = self.settings.max_upload_size
         if length and length.isdigit() and int(length) > limit + (1 << 20):
-            return text(413, f"File too large. Limit is {limit // (1 << 20)} MB.")
+            return text(
+                413,
+                f"File too large. Limit is {limit / 1e6:g} MB. "
+                "Ask the administrators of this index to raise the limit.",
+            )
         try:
             form = await request.form(max_files=1, max_fields=2000)
         except Exception as exc:  # python-multipart's and starlette's parse errors

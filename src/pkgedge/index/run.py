@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,10 @@ def serve(settings: OriginSettings, out: Callable[[str], None] = print) -> int:
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal under the
+    # handlers it found: make those no-ops so a clean stop exits 0 and closes the catalog.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     out("pkgedge origin: ready")
     server.run(sockets=[sock])
     origin.catalog.close()

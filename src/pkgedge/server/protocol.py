@@ -16,13 +16,13 @@ from typing import cast
 import httptools
 
 from pkgedge.edge.heads import error_response
+from pkgedge.server.limits import Limits
 from pkgedge.stats.counters import Counters
 
-MAX_URL = 8 * 1024
-MAX_HEADERS_BYTES = 64 * 1024
-MAX_HEADERS = 100
-MAX_BODY = 128 * 1024 * 1024
 MAX_PIPELINE = 32
+#: Methods the edge relays at all; anything else is answered 405 (TRACE/CONNECT included).
+ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "DELETE", "OPTIONS"})
+ALLOW_HEADER = "GET, HEAD, POST, DELETE, OPTIONS"
 
 
 class Request:
@@ -71,8 +71,14 @@ class HttpProtocol(asyncio.Protocol):
         *,
         tls: bool = False,
         counted: bool = True,
+        limits: Limits | None = None,
     ) -> None:
         self.handler = handler
+        self.limits = limits or Limits()
+        self._admitted = False
+        self.head_started: float | None = None
+        self.body_started: float | None = None
+        self.write_blocked: float | None = None
         self.counters = counters
         self.connections = connections
         self.parser = httptools.HttpRequestParser(self)
@@ -114,14 +120,25 @@ class HttpProtocol(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+        if not self.limits.admit(self.client):
+            # over a connection cap: close at once, so accept keeps working for others
+            self.counters.add("connections_refused")
+            self.closed = True
+            self.transport.abort()
+            return
+        self._admitted = True
         self.connections.add(self)
         if self.counted:
             self.counters.add("connections")
         self.idle_since = self._loop.time()
+        self.head_started = self.idle_since  # the first request must arrive in time too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.connections.discard(self)
+        if self._admitted:
+            self._admitted = False
+            self.limits.release(self.client)
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
 
@@ -138,14 +155,18 @@ class HttpProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._paused = True
+        self.write_blocked = self._loop.time()
 
     def resume_writing(self) -> None:
         self._paused = False
+        self.write_blocked = None
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
 
     # -- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self.head_started is None:
+            self.head_started = self._loop.time()
         self._url = b""
         self._headers = []
         self._header_bytes = 0
@@ -154,19 +175,38 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        if len(self._url) > MAX_URL:
+        if len(self._url) > self.limits.max_request_line:
             raise _Reject(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > MAX_HEADERS_BYTES or len(self._headers) >= MAX_HEADERS:
+        limits = self.limits
+        if self._header_bytes > limits.max_header_size or len(self._headers) >= limits.max_headers:
             raise _Reject(431, "request header fields too large")
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.head_started = None
         if not self._url.startswith(b"/"):
             raise _Reject(400, "only origin-form request targets are accepted")
         headers = [(n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in self._headers]
+        hosts = sum(1 for n, _ in headers if n == "host")
+        if hosts > 1:
+            raise _Reject(400, "more than one Host header")
+        if hosts == 0 and self.parser.get_http_version() == "1.1":
+            raise _Reject(400, "HTTP/1.1 requests must carry a Host header")
+        method = self.parser.get_method().decode("ascii")
+        if method not in ALLOWED_METHODS:
+            raise _Reject(405, f"method {method} is not allowed here")
+        content_length = next((v for n, v in headers if n == "content-length"), None)
+        if (
+            content_length is not None
+            and content_length.isdigit()
+            and int(content_length) > self.limits.max_body_size
+        ):
+            raise _Reject(413, "request body too large")
+        if content_length not in (None, "0") or any(n == "transfer-encoding" for n, _ in headers):
+            self.body_started = self._loop.time()
         self._current = Request(
             self.parser.get_method().decode("ascii"),
             self._url.decode("latin-1"),
@@ -177,11 +217,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
-        if self._body_size > MAX_BODY:
+        if self._body_size > self.limits.max_body_size:
             raise _Reject(413, "request body too large")
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self.body_started = None
         req = self._current
         if self._body:
             req.body = b"".join(self._body)
@@ -240,7 +281,8 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.counters.add("client_errors")
         if self.transport is not None and not self.closed:
-            self.transport.write(error_response(status, reason, close=True))
+            extra = [("allow", ALLOW_HEADER)] if status == 405 else []
+            self.transport.write(error_response(status, reason, close=True, extra=extra))
         self.close()
 
     # -- what the pipeline uses ----------------------------------------------------------
@@ -252,6 +294,32 @@ class HttpProtocol(asyncio.Protocol):
         if self._paused and not self.closed:
             self._drain = self._loop.create_future()
             await self._drain
+
+    def check(self, now: float) -> None:
+        """Enforce deadlines (called about once a second for every connection)."""
+        if self.closed:
+            return
+        limits = self.limits
+        if self.write_blocked is not None and now - self.write_blocked > limits.send_timeout:
+            self.counters.add("timeouts")
+            self.abort()  # the client stopped reading: free the connection
+        elif self.head_started is not None and now - self.head_started > limits.header_timeout:
+            self.counters.add("timeouts")
+            self.head_started = None
+            if self._task is None and not self._queue:
+                self._reject(408, "request head not received in time")
+            else:
+                self.close()
+        elif self.body_started is not None and now - self.body_started > limits.body_timeout:
+            self.counters.add("timeouts")
+            self.body_started = None
+            self._reject(408, "request body not received in time")
+        elif (
+            not self.busy
+            and self.head_started is None
+            and now - self.idle_since > limits.idle_timeout
+        ):
+            self.close()
 
     async def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Send ``count`` bytes of file ``fd`` from ``offset`` with zero-copy sendfile(2).

@@ -23,12 +23,12 @@ from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
 from pkgedge.edge.hooks import Hooks, RequestLog
 from pkgedge.edge.pipeline import Edge
+from pkgedge.server.limits import Limits
 from pkgedge.server.protocol import HttpProtocol
 from pkgedge.stats.counters import Counters
 from pkgedge.web.admin import AdminHandler
 
 GRACE = 30.0
-IDLE_TIMEOUT = 75.0
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -74,8 +74,9 @@ async def _serve(
     if settings.tls_cert and settings.tls_key:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    limits = Limits.from_settings(settings)
     server = await loop.create_server(
-        lambda: HttpProtocol(edge, counters, conns, tls=ctx is not None),
+        lambda: HttpProtocol(edge, counters, conns, tls=ctx is not None, limits=limits),
         sock=client_sock,
         ssl=ctx,
         backlog=4096,
@@ -98,8 +99,7 @@ async def _serve(
             counters.set("memory_bytes", edge.memory.bytes_used)
             now = loop.time()
             for c in list(conns):
-                if not c.busy and now - c.idle_since > IDLE_TIMEOUT:
-                    c.close()
+                c.check(now)
 
     keeper = loop.create_task(housekeeping())
     await stop.wait()

@@ -26,6 +26,8 @@ COUNTERS: dict[str, str] = {
     "purges": "objects purged",
     "client_errors": "requests answered 4xx by the edge itself",
     "connections": "client connections accepted",
+    "connections_refused": "connections closed at once: over a connection cap",
+    "timeouts": "connections ended by a deadline (head, body, slow reader)",
     "memory_objects": "objects in the memory tier (gauge)",
     "memory_bytes": "bytes in the memory tier (gauge)",
 }
