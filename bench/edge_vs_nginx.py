@@ -387,6 +387,9 @@ def start_edge(procs: Processes, tmp: Path, origin_port: int, workers: int) -> E
         "--access-log", "off",
         "--memory-size", "512MB",
         "--memory-object-max", "2MB",
+        # protection stays on (its checks are part of the hit path) but wrk, one client,
+        # must not be rate limited: bench/protection_cost.py measures what protection costs
+        "--rate-limit", "1000000000/1000000000",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(out, "wb") as fo, open(err, "wb") as fe:

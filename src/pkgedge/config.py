@@ -55,6 +55,18 @@ def parse_duration(value: str | float | int) -> float:
     return float(m.group(1)) * scale
 
 
+def parse_rate(value: str, name: str = "rate") -> tuple[float, float]:
+    """``"200/400"`` → (200.0 tokens per second, burst 400.0)."""
+    rate, sep, burst = value.partition("/")
+    try:
+        r, b = float(rate), float(burst if sep else rate)
+    except ValueError:
+        raise ConfigError(f"{name}: not RATE/BURST: {value!r}") from None
+    if r <= 0 or b <= 0:
+        raise ConfigError(f"{name}: RATE and BURST must be positive: {value!r}")
+    return r, b
+
+
 def parse_hostport(value: str) -> tuple[str, int]:
     """``"127.0.0.1:8080"`` / ``"[::1]:80"`` / ``":8080"`` → (host, port)."""
     host, sep, port = value.rpartition(":")
@@ -87,6 +99,16 @@ def _parse_int(value: str | int) -> int:
         n = int(value)
     except (TypeError, ValueError):
         raise ConfigError(f"not a whole number: {value!r}") from None
+    if n < 0:
+        raise ConfigError(f"must not be negative: {value!r}")
+    return n
+
+
+def _parse_float(value: str | float) -> float:
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"not a number: {value!r}") from None
     if n < 0:
         raise ConfigError(f"must not be negative: {value!r}")
     return n
@@ -183,6 +205,44 @@ EDGE_OPTIONS: tuple[Option, ...] = (
         "SIZE",
     ),
     Option(
+        "protection",
+        _parse_str,
+        "enforce",
+        "abuse protection: enforce, observe (log and count only) or off",
+        "MODE",
+    ),
+    Option(
+        "trusted_proxies",
+        _parse_str,
+        "",
+        "comma-separated CIDRs whose X-Forwarded-For is believed",
+        "CIDRS",
+    ),
+    Option("acl_file", _parse_str, None, "allow/deny list file, reloaded when it changes", "FILE"),
+    Option(
+        "rate_limit",
+        _parse_str,
+        "200/400",
+        "per-client token bucket RATE/BURST; a hit costs 1, an origin fetch more",
+        "R/B",
+    ),
+    Option("bot_rate_limit", _parse_str, "10/20", "token bucket for crawlers", "R/B"),
+    Option(
+        "throttled_rate_limit",
+        _parse_str,
+        "2/20",
+        "token bucket for clients a behaviour signal throttles",
+        "R/B",
+    ),
+    Option("origin_cost", _parse_float, 10.0, "tokens an origin fetch (miss or pass) costs", "N"),
+    Option(
+        "max_origin_fetches",
+        _parse_int,
+        64,
+        "concurrent origin fetches per worker; beyond: stale or 503",
+        "N",
+    ),
+    Option(
         "rewrite_file_hosts",
         _parse_bool,
         True,
@@ -222,6 +282,14 @@ class EdgeSettings:
     max_header_size: int
     max_headers: int
     max_body_size: int
+    protection: str
+    trusted_proxies: str
+    acl_file: str | None
+    rate_limit: str
+    bot_rate_limit: str
+    throttled_rate_limit: str
+    origin_cost: float
+    max_origin_fetches: int
     rewrite_file_hosts: bool
 
     @property
@@ -350,6 +418,10 @@ def build_edge_settings(
         values["admin_token"] = secrets.token_urlsafe(24)
     if not values["workers"]:
         values["workers"] = os.cpu_count() or 1
+    if values["protection"] not in ("enforce", "observe", "off"):
+        raise ConfigError("protection must be enforce, observe or off")
+    for name in ("rate_limit", "bot_rate_limit", "throttled_rate_limit"):
+        parse_rate(values[name], name)
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         raise ConfigError("tls_cert and tls_key must be given together")
     values["cache_dir"] = str(Path(values["cache_dir"]).expanduser().resolve())

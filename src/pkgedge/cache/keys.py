@@ -106,3 +106,24 @@ def vary_names(vary_header: str | None) -> tuple[str, ...]:
         return ()
     names = sorted({n.strip().lower() for n in vary_header.split(",") if n.strip()})
     return tuple(n for n in names if n not in _IGNORED_VARY)
+
+
+#: Routes whose answers never depend on a query string: a random one must not bust the cache
+#: (nor reach the origin).
+_NO_QUERY = ("/files/", "/+f/", "/packages/")
+
+
+def cache_path(target: str) -> str:
+    """The request target as the cache and the origin see it: normalised, with the query
+    dropped on file routes and reduced to ``format=`` on the simple API (PEP 691's only
+    query parameter)."""
+    path = normalize_path(target)
+    base, sep, query = path.partition("?")
+    if not sep:
+        return path
+    if base.startswith(_NO_QUERY):
+        return base
+    if base.startswith("/simple"):
+        kept = [p for p in query.split("&") if p.startswith("format=")]
+        return base + ("?" + kept[0] if kept else "")
+    return path

@@ -122,6 +122,7 @@ class Fill:
     async def _run(self) -> None:
         edge = self.edge
         tmp = self.file_path
+        edge.fetching += 1
         try:
             await self._fetch(tmp)
         except (PkgedgeError, OSError) as exc:
@@ -146,6 +147,7 @@ class Fill:
                 except FileNotFoundError:
                     pass
             edge.fills.pop(self.ckey, None)
+            edge.fetching -= 1
             self.notify()
 
     def _publish_head(self, kind: str) -> None:

@@ -59,6 +59,8 @@ class RequestLog:
             "duration_ms": round(duration * 1000, 3),
             "user_agent": req.map.get("user-agent", ""),
         }
+        if req.note:
+            record["protection"] = req.note
         self._buf.append(json.dumps(record, separators=(",", ":")))
         if len(self._buf) >= 256 or time.monotonic() - self._last > 1.0:
             self.flush()

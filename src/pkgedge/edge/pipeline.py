@@ -16,13 +16,14 @@ from urllib.parse import urlsplit
 from pkgedge.cache import policy
 from pkgedge.cache.entry import Entry
 from pkgedge.cache.eviction import S3FIFO
-from pkgedge.cache.keys import normalize_path, secondary_key, simple_variant
+from pkgedge.cache.keys import cache_path, secondary_key, simple_variant
 from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
 from pkgedge.edge import heads as dl
 from pkgedge.edge.fill import Fill, RemoteFill, State, new_objid
 from pkgedge.edge.hooks import Hooks
 from pkgedge.edge.phases import Phase, Trace
+from pkgedge.edge.protect import Guard
 from pkgedge.edge.respond import Client, Responder
 from pkgedge.edge.rewrite import FILE_PREFIX, REWRITABLE, Rewriter
 from pkgedge.errors import PkgedgeError
@@ -40,6 +41,29 @@ if TYPE_CHECKING:
     from pkgedge.server.protocol import Request
 
 _HOT_MAX = 20_000
+#: Request fields stripped before the origin: they could change its answer without being part
+#: of the cache key (cache poisoning), or are ours to set.
+UNKEYED = frozenset(
+    {
+        "x-forwarded-host",
+        "x-forwarded-server",
+        "x-forwarded-port",
+        "x-forwarded-proto",
+        "x-forwarded-scheme",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-host",
+        "x-host",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "surrogate-capability",
+        "x-real-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+    }
+)
 _UNKNOWN = "?"
 #: Request fields that take a hit off the synchronous fast path.
 _HIT_BLOCKERS = frozenset(
@@ -89,6 +113,9 @@ class Edge:
         per_worker = max(1, settings.memory_size // max(1, settings.workers))
         self.memory: S3FIFO[str, bytes] = S3FIFO(per_worker)
         self.out = Responder(settings, store, self.memory, counters)
+        self.guard = Guard(settings, counters) if settings.protection != "off" else None
+        #: origin fetches in flight in this worker (fills and passes), capped
+        self.fetching = 0
         self.fills: dict[bytes, Fill] = {}
         self.rewriter = Rewriter(settings.upstream)
         self._pools: dict[str, UpstreamPool] = {}
@@ -142,6 +169,9 @@ class Edge:
         if fill:
             headers = [(n, v) for n, v in headers if n not in _FILL_DROP]
             headers.append(("accept-encoding", "identity"))
+        # fields that could change the origin's answer but are not part of the cache key,
+        # and internal fields a client might inject, never reach the origin
+        headers = [(n, v) for n, v in headers if n not in UNKEYED and not n.startswith("pkgedge-")]
         prior = req.map.get("x-forwarded-for")
         headers = [(n, v) for n, v in headers if n not in ("x-forwarded-for", "forwarded")]
         headers.append(("x-forwarded-for", f"{prior}, {req.client}" if prior else req.client))
@@ -158,13 +188,20 @@ class Edge:
         look-ups and one write; any commit or purge in any worker invalidates them.
         """
         m = req.map
+        guard = self.guard
+        if guard is not None:
+            refusal = guard.admit(req, time.time())
+            if refusal is not None:
+                client.write(refusal)
+                self.hooks.log(req, 429, len(refusal), "refused", 0.0)
+                return True
         if req.method != "GET" or not _HIT_BLOCKERS.isdisjoint(m):
             return False
         gen = self._generation[0]
         hkey = (req.target, m.get("accept"))
         hot = self._hot.get(hkey)
         if hot is None or hot[0] != gen:
-            path = normalize_path(req.target)
+            path = cache_path(req.target)
             primary = path.encode()
             key, entry = self.store.lookup(primary, m, path)
             if entry is None or entry.no_cache or entry.status != 200:
@@ -223,6 +260,8 @@ class Edge:
         slots[self._i_hits] += 1
         slots[self._i_bytes] += len(data)
         self.store.touch(entry.objid)
+        if guard is not None:
+            guard.account(req, 200, "hit", now)
         if self.hooks.active:
             self.hooks.log(req, 200, len(data), f"pkgedge; hit; ttl={int(ttl)}", 0.0)
         return True
@@ -239,12 +278,20 @@ class Edge:
             client.write(body)
             sent = len(body)
         self.counters.add("bytes_to_clients", sent)
+        if self.guard is not None:
+            self.guard.account(req, status, cs, time.time())
         self.hooks.log(req, status, sent, cs, time.monotonic() - started)
 
     async def _handle(
         self, req: Request, client: Client, trace: Trace | None
     ) -> tuple[int, int, str]:
-        path = normalize_path(req.target)
+        if self.guard is not None and not req.spec:
+            # not admitted yet (admin of the fast path happens in try_hit)
+            refusal = self.guard.admit(req, time.time())
+            if refusal is not None:
+                client.write(refusal)
+                return int(refusal[9:12]), len(refusal), "refused"
+        path = cache_path(req.target)
         route = self.rewriter.upstream_url(path)
         if route is None or (path.startswith(FILE_PREFIX) and not self._host_ok(route[0])):
             self.counters.add("client_errors")
@@ -306,6 +353,8 @@ class Edge:
             collapsed = True
         else:
             collapsed = False
+            if self.fetching >= self.settings.max_origin_fetches:
+                return await self._origin_busy(req, client, stale, trace)
             fill = self._start_fill(req, ckey, primary, path, origin, target, stale, vkey)
             if isinstance(fill, RemoteFill):
                 self.counters.add("collapsed")
@@ -446,7 +495,39 @@ class Edge:
             req, client, fill, f"pkgedge; fwd=miss; stored{detail}", trace
         )
 
+    async def _origin_busy(
+        self, req: Request, client: Client, stale: Entry | None, trace: Trace | None
+    ) -> tuple[int, int, str]:
+        """The origin fetch cap is reached: protect the origin, never queue without bound.
+        Serve what we have (stale), or 503 with Retry-After."""
+        self.counters.add("origin_busy")
+        if stale is not None:
+            self.counters.add("stale")
+            ttl = int(stale.ttl(time.time()))
+            return await self.out.deliver(
+                req, client, stale, f"pkgedge; hit; ttl={ttl}; detail=origin-busy", trace
+            )
+        data = dl.error_response(
+            503,
+            "the origin is busy: try again shortly",
+            close=not req.keep_alive,
+            extra=[("retry-after", "5")],
+        )
+        client.write(data)
+        return 503, len(data), "pkgedge; fwd=bypass; detail=origin-busy"
+
     async def _pass(
+        self, req: Request, client: Client, origin: str, target: str, trace: Trace | None
+    ) -> tuple[int, int, str]:
+        if self.fetching >= self.settings.max_origin_fetches:
+            return await self._origin_busy(req, client, None, trace)
+        self.fetching += 1
+        try:
+            return await self._pass_now(req, client, origin, target, trace)
+        finally:
+            self.fetching -= 1
+
+    async def _pass_now(
         self, req: Request, client: Client, origin: str, target: str, trace: Trace | None
     ) -> tuple[int, int, str]:
         self.counters.add("passes")

@@ -26,7 +26,18 @@ ALLOW_HEADER = "GET, HEAD, POST, DELETE, OPTIONS"
 
 
 class Request:
-    __slots__ = ("body", "client", "headers", "keep_alive", "map", "method", "target")
+    __slots__ = (
+        "body",
+        "client",
+        "headers",
+        "keep_alive",
+        "key",
+        "map",
+        "method",
+        "note",
+        "spec",
+        "target",
+    )
 
     def __init__(
         self,
@@ -46,6 +57,9 @@ class Request:
         self.keep_alive = keep_alive
         self.body = b""
         self.client = client
+        self.key = ""  # the client's identity for limits (set by the guard)
+        self.spec = ""  # the rate-limit class it was charged under
+        self.note = ""  # what protection decided, for the access log
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"
@@ -346,10 +360,16 @@ class HttpProtocol(asyncio.Protocol):
                 try:
                     n = os.sendfile(out, fd, offset + sent, min(count - sent, 1 << 22))
                 except BlockingIOError:
+                    # the client is not reading: the deadline sweep (check) aborts us after
+                    # send_timeout; wake up at least once a second to notice
+                    if self.write_blocked is None:
+                        self.write_blocked = self._loop.time()
                     waiter = self._loop.create_future()
                     self._loop.add_writer(out, waiter.set_result, None)
                     try:
-                        await waiter
+                        await asyncio.wait_for(waiter, 1.0)
+                    except TimeoutError:
+                        pass
                     finally:
                         self._loop.remove_writer(out)
                     continue
@@ -359,6 +379,7 @@ class HttpProtocol(asyncio.Protocol):
                 if n == 0:
                     break
                 sent += n
+                self.write_blocked = None
         finally:
             os.close(out)
         return sent

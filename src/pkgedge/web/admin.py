@@ -14,7 +14,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pkgedge.cache.keys import normalize_path
+from pkgedge.cache.keys import cache_path
 from pkgedge.cache.store import DiskStore
 from pkgedge.edge.heads import error_response, response_head
 from pkgedge.stats.counters import Counters, prometheus
@@ -126,7 +126,7 @@ class AdminHandler:
                 for u in urls:
                     p = urlsplit(u)
                     target = (p.path or "/") + ("?" + p.query if p.query else "")
-                    paths.append(normalize_path(target).encode())
+                    paths.append(cache_path(target).encode())
                 count += self.store.purge_keys(paths, soft=soft)
             if keys:
                 count += self.store.purge_surrogate(keys, soft=soft)
