@@ -212,7 +212,12 @@ class Fill:
         stored = [(n, v) for n, v in end_to_end(resp.headers) if n not in _DROP_STORED]
         stored = edge.rewrite_location(stored, self.origin + self.target)
         if not ok:
-            self.headers = stored
+            # not stored: the one client it goes to gets every end-to-end field (Set-Cookie
+            # included), minus the edge-only ones
+            self.headers = edge.rewrite_location(
+                [(n, v) for n, v in end_to_end(resp.headers) if n not in SURROGATE],
+                self.origin + self.target,
+            )
             self.why = why
             self._pass = resp
             self.state = State.PASS

@@ -46,6 +46,7 @@ _HOT_MAX = 20_000
 UNKEYED = frozenset(
     {
         "x-forwarded-host",
+        "cache-status",
         "x-forwarded-server",
         "x-forwarded-port",
         "x-forwarded-proto",

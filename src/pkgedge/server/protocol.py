@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import re
 import socket
 from typing import Protocol as TypingProtocol
 from typing import cast
@@ -23,6 +24,7 @@ MAX_PIPELINE = 32
 #: Methods the edge relays at all; anything else is answered 405 (TRACE/CONNECT included).
 ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "DELETE", "OPTIONS"})
 ALLOW_HEADER = "GET, HEAD, POST, DELETE, OPTIONS"
+_HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$")
 
 
 class Request:
@@ -163,7 +165,17 @@ class HttpProtocol(asyncio.Protocol):
         except _Reject as rej:
             self._reject(rej.status, rej.reason)
         except httptools.HttpParserUpgrade:
-            self._reject(400, "protocol upgrades are not supported")
+            # the request itself was answered normally (we never switch protocols); what
+            # follows it is not HTTP/1.1 we speak: finish the answers, then close
+            self._rejected = (0, "")
+            if self._task is None and not self._queue:
+                self.close()
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__  # httptools wraps exceptions raised in our callbacks
+            if isinstance(cause, _Reject):
+                self._reject(cause.status, cause.reason)
+            else:
+                self._reject(400, "malformed request")
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed request: {exc}")
 
@@ -201,17 +213,36 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.head_started = None
-        if not self._url.startswith(b"/"):
-            raise _Reject(400, "only origin-form request targets are accepted")
-        headers = [(n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in self._headers]
-        hosts = sum(1 for n, _ in headers if n == "host")
-        if hosts > 1:
-            raise _Reject(400, "more than one Host header")
-        if hosts == 0 and self.parser.get_http_version() == "1.1":
-            raise _Reject(400, "HTTP/1.1 requests must carry a Host header")
+        version = self.parser.get_http_version()
+        if version not in ("1.0", "1.1"):
+            if version.startswith("1.") or version in ("0.9", "0.0"):
+                raise _Reject(400, "only HTTP/1.0 and HTTP/1.1 requests are accepted")
+            raise _Reject(505, "HTTP version not supported")
         method = self.parser.get_method().decode("ascii")
         if method not in ALLOWED_METHODS:
             raise _Reject(405, f"method {method} is not allowed here")
+        if not self._url.startswith(b"/"):
+            raise _Reject(400, "only origin-form request targets are accepted")
+        # header names with "_" are dropped (as nginx does): CGI-style servers read them as
+        # the dashed names, which would let them slip past every filter here
+        headers = [
+            (n.decode("latin-1").lower(), v.decode("latin-1"))
+            for n, v in self._headers
+            if b"_" not in n
+        ]
+        hosts = [v for n, v in headers if n == "host"]
+        if len(hosts) > 1:
+            raise _Reject(400, "more than one Host header")
+        if not hosts and version == "1.1":
+            raise _Reject(400, "HTTP/1.1 requests must carry a Host header")
+        if hosts and not _HOST_RE.match(hosts[0]):
+            raise _Reject(400, "invalid Host header")
+        codings = [
+            c.strip().lower() for n, v in headers if n == "transfer-encoding" for c in v.split(",")
+        ]
+        if codings and codings != ["chunked"]:
+            # only plain chunked is understood; anything else is ambiguous framing
+            raise _Reject(501, "unsupported Transfer-Encoding")
         content_length = next((v for n, v in headers if n == "content-length"), None)
         if (
             content_length is not None
@@ -262,7 +293,10 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self._rejected is not None:
             rejected, self._rejected = self._rejected, None
-            self._reject(*rejected)
+            if rejected[0] == 0:  # close quietly (after an upgrade request was answered)
+                self.close()
+            else:
+                self._reject(*rejected)
             return
         if self.reading_paused and self.transport is not None and not self.closed:
             self.transport.resume_reading()
