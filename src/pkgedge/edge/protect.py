@@ -15,6 +15,7 @@ from pkgedge.config import EdgeSettings, parse_rate
 from pkgedge.edge.heads import error_response
 from pkgedge.security import (
     AclFile,
+    AclResult,
     BucketSpec,
     CacheBusting,
     ClientIdentity,
@@ -39,6 +40,16 @@ _HOW_TO = (
 )
 
 
+def _route_class(target: str) -> str:
+    """Buckets are per client *and* route class, so a client fetching many files does not
+    starve its own index-page lookups (and the other way round)."""
+    if target.startswith(("/files/", "/+f/", "/packages/")):
+        return "files"
+    if target.startswith(("/simple", "/pypi/")):
+        return "index"
+    return "other"
+
+
 class Guard:
     def __init__(self, settings: EdgeSettings, counters: Counters) -> None:
         self.mode = settings.protection
@@ -46,6 +57,8 @@ class Guard:
         proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
         self.identity = ClientIdentity(proxies)
         self.acl = AclFile(settings.acl_file) if settings.acl_file else None
+        self._acl_seen: object = None
+        self._acl_cache: dict[tuple[str, str], AclResult] = {}
         self.limiter = RateLimiter(
             {
                 "default": BucketSpec(*parse_rate(settings.rate_limit)),
@@ -87,7 +100,7 @@ class Guard:
         req.spec = "default"  # admitted once: the slow path does not charge again
         ua = req.map.get("user-agent", "")
         if self.acl is not None:
-            verdict = self.acl.check(key, ua, now)
+            verdict = self._acl_check(self.acl, key, ua, now)
             if verdict.verdict == "allow":
                 req.spec = "allow"
                 return None
@@ -113,7 +126,7 @@ class Guard:
             else ("bot" if classify(ua).kind == "bot" else "default")
         )
         req.spec = spec
-        decision = self.limiter.take(key, 1.0, now, spec)
+        decision = self.limiter.take(f"{key}|{_route_class(req.target)}", 1.0, now, spec)
         if not decision.allowed:
             return self._refuse(
                 req,
@@ -124,13 +137,30 @@ class Guard:
             )
         return None
 
+    def _acl_check(self, aclfile: AclFile, key: str, ua: str, now: float) -> AclResult:
+        """The ACL's verdict, cached per (client, User-Agent) until the list is reloaded:
+        matching every UA pattern on every request is the costliest check there is."""
+        aclfile.refresh(now)
+        acl = aclfile.acl
+        if acl is not self._acl_seen:
+            self._acl_seen = acl
+            self._acl_cache.clear()
+        hit = self._acl_cache.get((key, ua))
+        if hit is None:
+            hit = acl.check(key, ua)
+            if len(self._acl_cache) >= 65536:
+                self._acl_cache.clear()
+            self._acl_cache[(key, ua)] = hit
+        return hit
+
     def account(self, req: Request, status: int, cache_status: str, now: float) -> None:
         """After the answer: charge origin work, and watch behaviour."""
         key = req.key
         if not key or req.spec == "allow":
             return
         if "fwd=" in cache_status and "fwd=stale" not in cache_status:
-            self.limiter.take(key, self.origin_cost - 1.0, now, req.spec or "default")
+            bucket = f"{key}|{_route_class(req.target)}"
+            self.limiter.take(bucket, self.origin_cost - 1.0, now, req.spec or "default")
         path, _, query = req.target.partition("?")
         hits: list[SignalHit | None] = [self.not_found.observe(key, status, now)]
         if path.startswith(("/files/", "/+f/", "/packages/")):
