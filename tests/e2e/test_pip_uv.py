@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from support.clients import clean_env, install
 from support.edge import EdgeFactory, EdgeProcess, parse_cache_status
 from support.upstream import PIP_ACCEPT, UpstreamIndex
 
@@ -33,71 +32,6 @@ UV_ACCEPT = (
 )
 ACCEPT = {"pip": PIP_ACCEPT, "uv": UV_ACCEPT}
 ALPHA_WHEEL = "/files/alpha/alpha-1.0-py3-none-any.whl"
-
-
-def _uv() -> str:
-    local = Path(sys.executable).parent / "uv"
-    found = str(local) if local.exists() else shutil.which("uv")
-    if not found:
-        pytest.skip("uv is not installed")
-    return found
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without pip/uv/pkgedge settings (this machine's pip config adds local
-    indexes and constraints) and without PYTHONPATH."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PIP_", "UV_", "PKGEDGE_")) and k != "PYTHONPATH"
-    }
-    env["UV_NO_CONFIG"] = "1"
-    env["UV_PYTHON_DOWNLOADS"] = "never"
-    env.update(extra)
-    return env
-
-
-def install(installer: str, index_url: str, target: Path, *packages: str) -> str:
-    """Install *packages* into *target* with pip or uv from *index_url* only; returns the
-    combined output, fails the test with it if the installer fails."""
-    if installer == "pip":
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--isolated",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--index-url",
-            index_url,
-            "--target",
-            str(target),
-        ]
-    else:
-        cmd = [
-            _uv(),
-            "pip",
-            "install",
-            "--no-cache",
-            "--python",
-            sys.executable,
-            "--index-url",
-            index_url,
-            "--target",
-            str(target),
-        ]
-    proc = subprocess.run(
-        [*cmd, *packages],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=180,
-        check=False,
-    )
-    output = f"$ {' '.join(proc.args)}\n{proc.stdout}\n{proc.stderr}"
-    assert proc.returncode == 0, output
-    return output
 
 
 def imported_versions(target: Path, *modules: str) -> list[str]:

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from support.clients import clean_env, run_install
 from support.edge import EdgeFactory, EdgeProcess, edge_command
 from support.origin import OriginProcess, twine_upload, uv_publish
 from support.packages import make_sdist, make_wheel
@@ -27,58 +27,12 @@ from support.upstream import PIP_ACCEPT, UpstreamIndex
 pytestmark = pytest.mark.e2e
 
 
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "PKGEDGE_"))}
-    env["UV_NO_CONFIG"] = "1"
-    return env
-
-
 def pip_install(index: str, target: Path, *reqs: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--isolated",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--index-url",
-            index,
-            "--target",
-            str(target),
-            *reqs,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=_clean_env(),
-        check=False,
-    )
+    return run_install("pip", index, target, *reqs)
 
 
 def uv_install(index: str, target: Path, *reqs: str) -> subprocess.CompletedProcess[str]:
-    uv = Path(sys.executable).parent / "uv"
-    return subprocess.run(
-        [
-            str(uv),
-            "pip",
-            "install",
-            "--no-cache",
-            "--python",
-            sys.executable,
-            "--index-url",
-            index,
-            "--target",
-            str(target),
-            *reqs,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=_clean_env(),
-        check=False,
-    )
+    return run_install("uv", index, target, *reqs)
 
 
 def installed_version(target: Path, dist: str) -> str:
@@ -254,7 +208,7 @@ def test_pkgedge_up_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=_clean_env(),
+        env=clean_env(),
         start_new_session=True,
     )
     lines: list[str] = []

@@ -5,16 +5,14 @@ happens (a connection is closed, a normal client is answered), not about how fas
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 
+from support.clients import run_install
 from support.edge import EdgeFactory, EdgeProcess
 from support.upstream import UpstreamIndex
 
@@ -143,28 +141,7 @@ def test_a_looping_downloader_is_throttled_while_pip_elsewhere_completes(
         target=_loop_download, args=(edge, path, stop, statuses, retry_after), daemon=True
     )
     looper.start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--isolated",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--index-url",
-            edge.url + "/simple/",
-            "--target",
-            str(tmp_path / "t"),
-            "alpha",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        check=False,
-    )
+    r = run_install("pip", edge.url + "/simple/", tmp_path / "t", "alpha")
     looper.join(60)
     stop.set()
     assert r.returncode == 0, r.stdout + r.stderr

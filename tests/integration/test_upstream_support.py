@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.clients import run_install
 from support.edge import children_of, parse_cache_status
 from support.packages import make_sdist, make_wheel, read_metadata
 from support.upstream import (
@@ -27,8 +28,6 @@ from support.upstream import (
     negotiate,
     sha256_of_big,
 )
-
-UV = Path(sys.executable).parent / "uv"
 
 
 def _client(index: UpstreamIndex) -> httpx.Client:
@@ -553,45 +552,9 @@ def test_packages_install_offline_from_upstream(
 ) -> None:
     """pip and uv resolve and install through the test upstream directly (wheels, the
     dependency, PEP 658 metadata, and an sdist built with the in-tree backend)."""
-    if installer == "uv" and not UV.exists():
-        pytest.skip("uv not installed")
     upstream.add_project("epsilon", "0.3", wheel=False, sdist=True, requires_dist=["gamma"])
     target = tmp_path / "target"
-    if installer == "pip":
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--isolated",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--index-url",
-            upstream.index_url,
-            "--target",
-            str(target),
-        ]
-    else:
-        cmd = [
-            str(UV),
-            "pip",
-            "install",
-            "--no-cache",
-            "--python",
-            sys.executable,
-            "--index-url",
-            upstream.index_url,
-            "--target",
-            str(target),
-        ]
-    proc = subprocess.run(
-        [*cmd, "alpha", "epsilon"],
-        capture_output=True,
-        text=True,
-        env=_clean_env(),
-        timeout=180,
-        check=False,
-    )
+    proc = run_install(installer, upstream.index_url, target, "alpha", "epsilon")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     env = _clean_env() | {"PYTHONPATH": str(target)}
     out = (

@@ -906,7 +906,7 @@ def capture() -> Iterator[Any]:
 def _bin(name: str) -> str:
     found = Path(sys.executable).with_name(name)
     if not found.exists() and shutil.which(name) is None:
-        pytest.skip(f"{name} is not installed")
+        pytest.fail(f"{name} is not installed: it is a test dependency", pytrace=False)
     return str(found) if found.exists() else str(shutil.which(name))
 
 
