@@ -33,6 +33,7 @@ from pkgedge.index import cachepolicy, jsonapi, names, simple
 from pkgedge.index.catalog import Catalog, FileExists
 from pkgedge.index.mirror import Mirror
 from pkgedge.index.model import FileRow, ProjectRow, TokenRow
+from pkgedge.index.pages import PageStore
 from pkgedge.index.purge import Purger
 from pkgedge.index.settings import OriginSettings
 from pkgedge.index.storage import BlobNotFound, BlobStorage, storage_from_url
@@ -65,8 +66,6 @@ class Origin:
         data.mkdir(parents=True, exist_ok=True)
         self.tmp_dir = data / "incoming"
         self.tmp_dir.mkdir(exist_ok=True)
-        self.pages_dir = data / "pages"
-        self.pages_dir.mkdir(exist_ok=True)
         self.catalog = catalog or Catalog(settings.database)
         self.catalog.migrate()
         self.storage = storage or storage_from_url(settings.storage)
@@ -81,11 +80,7 @@ class Origin:
         self.mirror: Mirror | None = None
         if settings.mirroring:
             self.mirror = Mirror(settings, self.storage, data / "mirror")
-        #: rendered simple pages by (project, serial, media type): any change bumps the
-        #: project's serial, so an entry is never stale; bounded, oldest dropped first
-        self._rendered: dict[tuple[str, int, str], tuple[bytes, str]] = {}
-        self._render_locks: dict[tuple[str, int, str], threading.Lock] = {}
-        self._render_locks_guard = threading.Lock()
+        self.pages = PageStore(data / "pages", self._render)
         self.app = Starlette(routes=self.routes(), lifespan=self._lifespan)
 
     def __repr__(self) -> str:
@@ -213,60 +208,7 @@ class Origin:
         )
 
     def _render_once(self, project: ProjectRow, media: str) -> tuple[bytes, str]:
-        """The rendered page and its ETag: from memory, else from the page store on disk
-        (kept across restarts), else rendered once. Requests that miss together wait for one
-        render (single flight) instead of each doing it."""
-        key = (project.project, project.last_serial, media)
-        hit = self._rendered.get(key)
-        if hit is not None:
-            return hit
-        with self._render_locks_guard:
-            lock = self._render_locks.setdefault(key, threading.Lock())
-        with lock:
-            hit = self._rendered.get(key)
-            if hit is None:
-                hit = self._load_page(key)
-            if hit is None:
-                files = self.catalog.project_files(project.project)
-                versions = self.catalog.release_versions(project.project)
-                body = simple.render_project_page(
-                    project, files, versions, media, file_url=self.file_url
-                )
-                hit = (body, simple.etag_for(body))
-                self._store_page(key, hit)
-            if len(self._rendered) >= 256:
-                self._rendered.pop(next(iter(self._rendered)))
-            self._rendered[key] = hit
-        with self._render_locks_guard:
-            self._render_locks.pop(key, None)
-        return hit
-
-    def _page_path(self, key: tuple[str, int, str]) -> Path:
-        name, serial, media = key
-        return self.pages_dir / f"{name}.{serial}.{media.replace('/', '_')}"
-
-    def _load_page(self, key: tuple[str, int, str]) -> tuple[bytes, str] | None:
-        try:
-            data = self._page_path(key).read_bytes()
-        except OSError:
-            return None
-        etag, sep, body = data.partition(b"\n")
-        return (body, etag.decode()) if sep else None
-
-    def _store_page(self, key: tuple[str, int, str], page: tuple[bytes, str]) -> None:
-        """Keep a rendered page on disk (etag line, then the body); drop older serials."""
-        path = self._page_path(key)
-        try:
-            tmp = path.with_name(path.name + f".{threading.get_ident()}.tmp")
-            tmp.write_bytes(page[1].encode() + b"\n" + page[0])
-            tmp.replace(path)
-            name, serial, media = key
-            for old in self.pages_dir.glob(f"{name}.*.{media.replace('/', '_')}"):
-                parts = old.name.split(".")
-                if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) < serial:
-                    old.unlink(missing_ok=True)
-        except OSError:
-            pass  # the page store is an optimisation: rendering again is always correct
+        return self.pages.get(project, media)
 
     def prerender(self, name: str) -> None:
         """After a change, render the project's pages in the background, so the next request
@@ -277,9 +219,14 @@ class Origin:
                 project = self.catalog.get_project(name)
                 if project is not None:
                     for media in (simple.JSON_V1, simple.HTML_V1, simple.TEXT_HTML):
-                        self._render_once(project, media)
+                        self.pages.get(project, media)
 
         threading.Thread(target=work, name=f"prerender-{name}", daemon=True).start()
+
+    def _render(self, project: ProjectRow, media: str) -> bytes:
+        files = self.catalog.project_files(project.project)
+        versions = self.catalog.release_versions(project.project)
+        return simple.render_project_page(project, files, versions, media, file_url=self.file_url)
 
     def _merged_page(self, request: Request, project: ProjectRow, media: str) -> Response:
         """A hosted project the operator allowed to merge upstream releases: local files
