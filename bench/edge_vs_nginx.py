@@ -390,6 +390,9 @@ def start_edge(procs: Processes, tmp: Path, origin_port: int, workers: int) -> E
         # protection stays on (its checks are part of the hit path) but wrk, one client,
         # must not be rate limited: bench/protection_cost.py measures what protection costs
         "--rate-limit", "1000000000/1000000000",
+        # one client fetching one file thousands of times is what the repeat-download
+        # signal exists to throttle: keep that throttle from refusing the benchmark
+        "--throttled-rate-limit", "1000000000/1000000000",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(out, "wb") as fo, open(err, "wb") as fe:

@@ -78,6 +78,13 @@ class _Reject(Exception):
         self.reason = reason
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    """Writability callback: the loop may call it again (level-triggered) before the waiter's
+    task has run, or after a timeout cancelled the waiter."""
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class HttpProtocol(asyncio.Protocol):
     def __init__(
         self,
@@ -399,7 +406,7 @@ class HttpProtocol(asyncio.Protocol):
                     if self.write_blocked is None:
                         self.write_blocked = self._loop.time()
                     waiter = self._loop.create_future()
-                    self._loop.add_writer(out, waiter.set_result, None)
+                    self._loop.add_writer(out, _wake, waiter)
                     try:
                         await asyncio.wait_for(waiter, 1.0)
                     except TimeoutError:
