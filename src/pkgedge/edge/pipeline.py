@@ -7,10 +7,9 @@ synchronously (one index read, one write), with no task created. Everything else
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pkgedge.cache import policy
@@ -121,7 +120,6 @@ class Edge:
         self.rewriter = Rewriter(settings.upstream)
         self._pools: dict[str, UpstreamPool] = {}
         self._hosts: set[str] = set()
-        self.background: set[asyncio.Task[Any]] = set()
         self._slots = counters.slots
         self._i_hits = counters.index("hits")
         self._i_bytes = counters.index("bytes_to_clients")
@@ -190,8 +188,9 @@ class Edge:
         """
         m = req.map
         guard = self.guard
+        now = time.time()
         if guard is not None:
-            refusal = guard.admit(req, time.time())
+            refusal = guard.admit(req, now)
             if refusal is not None:
                 client.write(refusal)
                 self.hooks.log(req, 429, len(refusal), "refused", 0.0)
@@ -214,7 +213,6 @@ class Edge:
             hot = (gen, entry, {})
             self._hot[hkey] = hot
         entry = hot[1]
-        now = time.time()
         ttl = entry.ttl(now)
         if ttl <= 0:
             return False

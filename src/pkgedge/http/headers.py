@@ -52,13 +52,6 @@ def as_map(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def comma_list(value: str | None) -> list[str]:
-    """``"a, b ,c"`` → ``["a", "b", "c"]`` (lower-cased, empties dropped)."""
-    if not value:
-        return []
-    return [p.strip().lower() for p in value.split(",") if p.strip()]
-
-
 def header_block(headers: Iterable[tuple[str, str]]) -> bytes:
     """Serialise header fields as ``name: value\\r\\n`` lines (latin-1)."""
     return "".join(f"{n}: {v}\r\n" for n, v in headers).encode("latin-1")

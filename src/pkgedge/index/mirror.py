@@ -25,7 +25,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -344,7 +344,3 @@ class Mirror:
                 return False
             self.storage.put(key, Path(tmp.name))
         return True
-
-
-def upstream_host(url: str) -> str:
-    return urlsplit(url).netloc

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,7 +64,3 @@ def serve(settings: OriginSettings, out: Callable[[str], None] = print) -> int:
     server.run(sockets=[sock])
     origin.catalog.close()
     return 0
-
-
-def bound_port(sock: socket.socket) -> int:
-    return int(sock.getsockname()[1])
