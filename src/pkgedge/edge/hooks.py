@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pkgedge.server.protocol import Request
+    from pkgedge.http.request import Request
 
 #: A log subscriber: (request, status, bytes sent, cache status, duration in seconds).
 LogHook = Callable[["Request", int, int, str, float], None]

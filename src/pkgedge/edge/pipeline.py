@@ -18,7 +18,6 @@ from pkgedge.cache.eviction import S3FIFO
 from pkgedge.cache.keys import cache_path, secondary_key, simple_variant
 from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
-from pkgedge.edge import heads as dl
 from pkgedge.edge.fill import Fill, RemoteFill, State, new_objid
 from pkgedge.edge.hooks import Hooks
 from pkgedge.edge.phases import Phase, Trace
@@ -26,6 +25,7 @@ from pkgedge.edge.protect import Guard
 from pkgedge.edge.respond import Client, Responder
 from pkgedge.edge.rewrite import FILE_PREFIX, REWRITABLE, Rewriter
 from pkgedge.errors import PkgedgeError
+from pkgedge.http import response as dl
 from pkgedge.http.headers import (
     SURROGATE,
     Headers,
@@ -37,7 +37,7 @@ from pkgedge.stats.counters import Counters
 from pkgedge.upstream.client import UpstreamPool
 
 if TYPE_CHECKING:
-    from pkgedge.server.protocol import Request
+    from pkgedge.http.request import Request
 
 _HOT_MAX = 20_000
 #: Request fields stripped before the origin: they could change its answer without being part

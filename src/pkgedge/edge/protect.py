@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pkgedge.config import EdgeSettings, parse_rate
-from pkgedge.edge.heads import error_response
+from pkgedge.http.response import error_response
 from pkgedge.security import (
     AclFile,
     AclResult,
@@ -31,7 +31,7 @@ from pkgedge.security import (
 from pkgedge.stats.counters import Counters
 
 if TYPE_CHECKING:
-    from pkgedge.server.protocol import Request
+    from pkgedge.http.request import Request
 
 _HOW_TO = (
     "If this is a CI system, keep a download cache between runs (pip --cache-dir, "

@@ -12,16 +12,16 @@ from pkgedge.cache.entry import Entry
 from pkgedge.cache.eviction import S3FIFO
 from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
-from pkgedge.edge import heads as dl
 from pkgedge.edge.fill import Fill, RemoteFill, State
 from pkgedge.edge.phases import Trace
 from pkgedge.errors import PkgedgeError
+from pkgedge.http import response as dl
 from pkgedge.http.headers import Headers, as_map
 from pkgedge.stats.counters import Counters
 from pkgedge.upstream.client import UpstreamResponse
 
 if TYPE_CHECKING:
-    from pkgedge.server.protocol import Request
+    from pkgedge.http.request import Request
 
 CHUNK = 256 * 1024
 _NOT_MODIFIED_KEEP = frozenset(

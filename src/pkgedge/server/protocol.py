@@ -16,7 +16,8 @@ from typing import cast
 
 import httptools
 
-from pkgedge.edge.heads import error_response
+from pkgedge.http.request import Request
+from pkgedge.http.response import error_response
 from pkgedge.server.limits import Limits
 from pkgedge.stats.counters import Counters
 
@@ -25,46 +26,6 @@ MAX_PIPELINE = 32
 ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "DELETE", "OPTIONS"})
 ALLOW_HEADER = "GET, HEAD, POST, DELETE, OPTIONS"
 _HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$")
-
-
-class Request:
-    __slots__ = (
-        "body",
-        "client",
-        "headers",
-        "keep_alive",
-        "key",
-        "map",
-        "method",
-        "note",
-        "spec",
-        "target",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        target: str,
-        headers: list[tuple[str, str]],
-        keep_alive: bool,
-        client: str,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.headers = headers
-        m: dict[str, str] = {}
-        for n, v in headers:
-            m[n] = f"{m[n]}, {v}" if n in m else v
-        self.map = m
-        self.keep_alive = keep_alive
-        self.body = b""
-        self.client = client
-        self.key = ""  # the client's identity for limits (set by the guard)
-        self.spec = ""  # the rate-limit class it was charged under
-        self.note = ""  # what protection decided, for the access log
-
-    def __repr__(self) -> str:
-        return f"<Request {self.method} {self.target}>"
 
 
 class Handler(TypingProtocol):

@@ -16,12 +16,13 @@ from urllib.parse import urlsplit
 
 from pkgedge.cache.keys import cache_path
 from pkgedge.cache.store import DiskStore
-from pkgedge.edge.heads import error_response, response_head
+from pkgedge.http.response import error_response, response_head
 from pkgedge.stats.counters import Counters, prometheus
 
 if TYPE_CHECKING:
     from pkgedge.edge.pipeline import Edge
-    from pkgedge.server.protocol import HttpProtocol, Request
+    from pkgedge.http.request import Request
+    from pkgedge.server.protocol import HttpProtocol
 
 MAX_KEYS = 256
 

@@ -7,7 +7,7 @@ import gzip
 import brotli
 import pytest
 
-from pkgedge.edge import heads as dl
+from pkgedge.http import response as dl
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,43 @@
+"""A parsed client request, as every protocol (HTTP/1.1, HTTP/2) hands it to the pipeline."""
+
+from __future__ import annotations
+
+
+class Request:
+    __slots__ = (
+        "body",
+        "client",
+        "headers",
+        "keep_alive",
+        "key",
+        "map",
+        "method",
+        "note",
+        "spec",
+        "target",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        keep_alive: bool,
+        client: str,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        m: dict[str, str] = {}
+        for n, v in headers:
+            m[n] = f"{m[n]}, {v}" if n in m else v
+        self.map = m
+        self.keep_alive = keep_alive
+        self.body = b""
+        self.client = client
+        self.key = ""  # the client's identity for limits (set by the guard)
+        self.spec = ""  # the rate-limit class it was charged under
+        self.note = ""  # what protection decided, for the access log
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target}>"
