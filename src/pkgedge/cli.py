@@ -55,7 +55,7 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
 
 
 def cmd_edge(args: argparse.Namespace) -> int:
-    from pkgedge.server.workers import run
+    from pkgedge.app import run_edge as run
 
     settings = _settings(args)
     return run(settings, out=lambda line: print(line, flush=True))

@@ -61,7 +61,7 @@ def _start_origin(args: argparse.Namespace, data: Path) -> tuple[subprocess.Pope
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from pkgedge.server.workers import run
+    from pkgedge.app import run_edge as run
 
     data = Path(args.data_dir).expanduser().resolve()
     data.mkdir(parents=True, exist_ok=True)

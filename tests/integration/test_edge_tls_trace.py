@@ -59,8 +59,12 @@ def test_tls_listener_serves_pages_and_large_files(
 def test_trace_follows_the_phase_table(upstream: UpstreamIndex, edge: EdgeProcess) -> None:
     r = edge.get("/simple/gamma/", headers={"Pkgedge-Trace": "1"})
     trace = r.headers["pkgedge-trace"]
-    assert trace.startswith("lookup:; miss:miss(not in cache); fetch:fetch; deliver:stream")
+    assert trace == (
+        "hash:key(/simple/gamma/); lookup:; miss:miss(not in cache); fetch:fetch; deliver:stream"
+    )
     r = edge.get("/simple/gamma/", headers={"Pkgedge-Trace": "1"})
-    assert r.headers["pkgedge-trace"].startswith("lookup:; hit:fresh")
+    assert r.headers["pkgedge-trace"] == (
+        "hash:key(/simple/gamma/); lookup:; hit:fresh(fresh); deliver:stored"
+    )
     r = edge.get("/simple/gamma/", headers={"Pkgedge-Trace": "1", "Cache-Control": "no-cache"})
     assert "hit:revalidate(request-no-cache); miss:revalidate" in r.headers["pkgedge-trace"]

@@ -1,32 +1,32 @@
 """The fetch side: one origin fetch per object, that any number of clients wait on.
 
-A :class:`Fill` is Varnish's "busy object": the first miss for a key starts it, later misses
-for the same key (in this worker) join it, and every waiter streams the body from the fill's
-file as bytes arrive. Misses in *other* workers see the fill through the disk tier's ``busy``
-table and follow it with a :class:`RemoteFill`, which polls the same file. The body goes to
-disk, never into memory, so a 1 GB object costs every waiter a fixed-size buffer.
+A :class:`Fill` is the busy object of a fetch in this worker; misses in *other* workers see it
+through the disk tier's ``busy`` table and follow it with a :class:`RemoteFill`, which polls
+the same file. The body goes to disk, never into memory, so a 1 GB object costs every waiter
+a fixed-size buffer. :class:`Fills` is the worker's table of fetches in progress and its count
+of origin fetches (the cap that protects the origin).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import marshal
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pkgedge.cache import policy
 from pkgedge.cache.entry import Entry
 from pkgedge.cache.keys import vary_names
+from pkgedge.cache.store import DiskStore
+from pkgedge.edge.backend import Backend
+from pkgedge.edge.busy import BusyObject, BusyState, State
 from pkgedge.errors import PkgedgeError, UpstreamError
 from pkgedge.http.headers import SURROGATE, Headers, as_map, end_to_end
+from pkgedge.stats.counters import Counters
 from pkgedge.upstream.client import UpstreamResponse
-
-if TYPE_CHECKING:
-    from pkgedge.edge.pipeline import Edge
 
 #: 5xx answers from the origin that count as errors for stale-if-error.
 ORIGIN_ERRORS = frozenset({500, 502, 503, 504})
@@ -34,78 +34,94 @@ _DROP_STORED = SURROGATE | {"content-length", "age", "transfer-encoding", "set-c
 _REWRITE_LIMIT = 64 << 20
 
 
-class State(enum.Enum):
-    PENDING = "pending"  # waiting for the origin's head
-    STREAMING = "streaming"  # body arriving into the file
-    DONE = "done"  # complete and committed
-    NOT_MODIFIED = "not-modified"  # revalidated: the stored object was refreshed
-    PASS = "pass"  # not storable: the response goes to one client only
-    FAILED = "failed"  # the origin failed; waiters may serve stale-if-error
-    GONE = "gone"  # (remote) the fill ended without a result we can read: look up again
+@dataclass(frozen=True, slots=True)
+class FetchSpec:
+    """What to fetch for a miss, and which stored object (if any) it revalidates."""
+
+    ckey: bytes  # the key misses collapse on
+    primary: bytes  # the primary cache key
+    path: str  # the cache path (for Vary on the simple API)
+    route: tuple[str, str]  # (origin, target)
+    headers: Headers  # request fields sent to the origin
+    req_map: dict[str, str]  # the client's request fields (storability, Vary)
+    stale: Entry | None  # the object being revalidated
+    stale_key: bytes | None  # its variant key
 
 
 def new_objid() -> str:
     return secrets.token_hex(12)
 
 
-class Fill:
-    """A fetch in this worker."""
-
-    remote = False
+class Fills:
+    """Fetches in progress in this worker, and how many origin fetches are running."""
 
     def __init__(
-        self,
-        edge: Edge,
-        ckey: bytes,
-        primary: bytes,
-        path: str,
-        origin: str,
-        target: str,
-        headers: Headers,
-        req_map: dict[str, str],
-        stale: Entry | None,
-        stale_key: bytes | None,
+        self, store: DiskStore, backend: Backend, counters: Counters, default_ttl: float
     ) -> None:
-        self.edge = edge
-        self.ckey = ckey
-        self.primary = primary
-        self.path = path
-        self.origin = origin
-        self.target = target
-        self.req_headers = headers
-        self.req_map = req_map
-        self.stale = stale
-        self.stale_key = stale_key
-        self.objid = new_objid()
-        self.state = State.PENDING
-        self.status = 0
-        self.headers: Headers = []
-        self.length: int | None = None
-        self.written = 0
-        self.initial_age = 0.0
-        self.response_time = 0.0
-        self.entry: Entry | None = None
-        self.error: BaseException | None = None
-        self.waiters = 0
-        self.stored = False
-        self.why = ""
+        self.store = store
+        self.backend = backend
+        self.counters = counters
+        self.default_ttl = default_ttl
+        self.active: dict[bytes, Fill] = {}
+        self.fetching = 0
+
+    def __repr__(self) -> str:
+        return f"<Fills active={len(self.active)} fetching={self.fetching}>"
+
+    def join(self, ckey: bytes) -> Fill | None:
+        fill = self.active.get(ckey)
+        if fill is not None:
+            fill.waiters += 1
+        return fill
+
+    def busy(self, ckey: bytes) -> bool:
+        return ckey in self.active or self.store.busy(ckey) is not None
+
+    def start(self, spec: FetchSpec) -> BusyObject:
+        """Start the fetch of ``spec.ckey``, or follow the one another worker started."""
+        objid = new_objid()
+        owner = self.store.claim(spec.ckey, objid)
+        if owner is not None and owner[0] != os.getpid():
+            return RemoteFill(self.store, spec.ckey, owner[1])
+        fill = Fill(self, objid, spec)
+        self.active[spec.ckey] = fill
+        fill.task = asyncio.get_running_loop().create_task(fill.run())
+        return fill
+
+    async def cancel_all(self) -> None:
+        tasks = [f.task for f in self.active.values() if f.task is not None]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Fill(BusyState):
+    """A fetch in this worker."""
+
+    def __init__(self, fills: Fills, objid: str, spec: FetchSpec) -> None:
+        super().__init__(spec.ckey, objid)
+        self.fills = fills
+        self.store = fills.store
+        self.primary = spec.primary
+        self.path = spec.path
+        self.origin, self.target = spec.route
+        self.req_headers = spec.headers
+        self.req_map = spec.req_map
+        self.stale = spec.stale
+        self.stale_key = spec.stale_key
         self._pass: UpstreamResponse | None = None
         self._event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
-    def __repr__(self) -> str:
-        return (
-            f"<Fill {self.ckey!r} {self.state.value} written={self.written} waiters={self.waiters}>"
-        )
-
     @property
-    def file_path(self) -> Path:
-        return self.edge.store.tmp_path(self.objid)
+    def _tmp(self) -> Path:
+        return self.store.tmp_path(self.objid)
 
     def body_paths(self) -> tuple[Path, Path]:
-        return self.edge.store.tmp_path(self.objid), self.edge.store.body_path(self.objid)
+        return self._tmp, self.store.body_path(self.objid)
 
-    def notify(self) -> None:
+    def _notify(self) -> None:
         ev, self._event = self._event, asyncio.Event()
         ev.set()
 
@@ -116,158 +132,94 @@ class Fill:
         resp, self._pass = self._pass, None
         return resp
 
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        edge = self.edge
-        tmp = self.file_path
-        edge.fetching += 1
+    async def run(self) -> None:
+        fills = self.fills
+        fills.fetching += 1
         try:
-            await self._fetch(tmp)
+            await self._fetch()
         except (PkgedgeError, OSError) as exc:
             self.error = exc
             self.state = State.FAILED
-            edge.counters.add("origin_errors")
+            fills.counters.add("origin_errors")
         except asyncio.CancelledError:
             self.error = UpstreamError("fetch cancelled (shutting down)")
             self.state = State.FAILED
             raise
         finally:
+            _drop(Path(str(self._tmp) + ".head"))
             if self.state is not State.DONE:
-                for p in (tmp, Path(str(tmp) + ".head")):
-                    try:
-                        p.unlink()
-                    except FileNotFoundError:
-                        pass
-                edge.store.unclaim(self.ckey, self.objid)
-            else:
-                try:
-                    Path(str(tmp) + ".head").unlink()
-                except FileNotFoundError:
-                    pass
-            edge.fills.pop(self.ckey, None)
-            edge.fetching -= 1
-            self.notify()
+                _drop(self._tmp)
+                self.store.unclaim(self.ckey, self.objid)
+            fills.active.pop(self.ckey, None)
+            fills.fetching -= 1
+            self._notify()
 
-    def _publish_head(self, kind: str) -> None:
+    def _publish(self, kind: str) -> None:
         """Tell waiters in other workers what this fill became (atomic rename)."""
-        head = Path(str(self.file_path) + ".head")
+        head = Path(str(self._tmp) + ".head")
         part = Path(str(head) + ".part")
-        part.write_bytes(
-            marshal.dumps(
-                (kind, self.status, self.headers, self.length, self.initial_age, self.response_time)
-            )
-        )
+        part.write_bytes(marshal.dumps(self.head_record(kind)))
         os.replace(part, head)
+        self._notify()
 
-    async def _fetch(self, tmp: Path) -> None:
-        edge = self.edge
+    async def _fetch(self) -> None:
+        fills, backend = self.fills, self.fills.backend
         headers = list(self.req_headers)
         if self.stale is not None:
-            cond = policy.conditional_headers(as_map(self.stale.headers))
-            headers.extend(cond.items())
-            edge.counters.add("revalidations")
-        pool = edge.pool(self.origin)
+            headers.extend(policy.conditional_headers(as_map(self.stale.headers)).items())
+            fills.counters.add("revalidations")
         request_time = time.time()
-        edge.counters.add("origin_fetches")
-        resp = await pool.request("GET", self.target, headers)
-        response_time = time.time()
+        fills.counters.add("origin_fetches")
+        resp = await backend.pool(self.origin).request("GET", self.target, headers)
+        self.response_time = response_time = time.time()
         self.status = resp.status
         rmap = as_map(resp.headers)
-        self.response_time = response_time
         self.initial_age = policy.initial_age(
             rmap, request_time=request_time, response_time=response_time
         )
+        page_url = self.origin + self.target
         if self.stale is not None and resp.status == 304 and self.stale_key is not None:
             resp.release()
-            merged = policy.merge_not_modified(self.stale.headers, rmap)
-            fr = policy.freshness(
-                self.stale.status,
-                as_map(merged),
-                response_time=response_time,
-                default_ttl=edge.settings.default_ttl,
-            )
-            e = self.stale
-            e.headers = [(n, v) for n, v in merged if n not in _DROP_STORED]
-            e.response_time = response_time
-            e.initial_age = policy.initial_age(
-                rmap, request_time=request_time, response_time=response_time
-            )
-            e.lifetime, e.swr, e.sie = fr.lifetime, fr.swr, fr.sie
-            e.must_revalidate, e.no_cache, e.soft_purged = fr.must_revalidate, fr.no_cache, False
-            edge.store.update(self.stale_key, e)
-            edge.counters.add("not_modified")
-            self.entry = e
+            self._refresh(self.stale, self.stale_key, rmap)
             self.state = State.NOT_MODIFIED
-            self._publish_head("nm")
-            self.notify()
+            self._publish("nm")
             return
         if resp.status in ORIGIN_ERRORS and self.stale is not None:
             resp.close()
             raise UpstreamError(f"origin answered {resp.status}")
         ok, why = policy.storable(
-            "GET", resp.status, self.req_map, rmap, default_ttl=edge.settings.default_ttl
+            "GET", resp.status, self.req_map, rmap, default_ttl=fills.default_ttl
         )
-        stored = [(n, v) for n, v in end_to_end(resp.headers) if n not in _DROP_STORED]
-        stored = edge.rewrite_location(stored, self.origin + self.target)
         if not ok:
             # not stored: the one client it goes to gets every end-to-end field (Set-Cookie
             # included), minus the edge-only ones
-            self.headers = edge.rewrite_location(
-                [(n, v) for n, v in end_to_end(resp.headers) if n not in SURROGATE],
-                self.origin + self.target,
+            self.headers = backend.rewrite_location(
+                [(n, v) for n, v in end_to_end(resp.headers) if n not in SURROGATE], page_url
             )
             self.why = why
             self._pass = resp
             self.state = State.PASS
-            self._publish_head("pass")
-            self.notify()
+            self._publish("pass")
             return
+        stored = [(n, v) for n, v in end_to_end(resp.headers) if n not in _DROP_STORED]
+        self.headers = backend.rewrite_location(stored, page_url)
         clen = rmap.get("content-length")
         self.length = int(clen) if clen and clen.isdigit() else None
         ctype = rmap.get("content-type", "").lower()
-        rewrite = edge.should_rewrite(self.path, ctype)
         body: bytes | None = None
-        if rewrite:
+        if backend.should_rewrite(ctype):
             body = await resp.read_all(_REWRITE_LIMIT)
-            edge.counters.add("bytes_from_origin", len(body))
-            body = edge.rewrite_page(body, ctype, self.origin + self.target)
+            fills.counters.add("bytes_from_origin", len(body))
+            body = backend.rewrite_page(body, ctype, page_url)
             self.length = len(body)
-        self.headers = stored
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            self.state = State.STREAMING
-            self._publish_head("obj")
-            self.notify()
-            if body is not None:
-                os.write(fd, body)
-                self.written = len(body)
-                self.notify()
-            else:
-                while chunk := await resp.read():
-                    view = memoryview(chunk)
-                    while view:
-                        n = os.write(fd, view)
-                        view = view[n:]
-                    self.written += len(chunk)
-                    edge.counters.add("bytes_from_origin", len(chunk))
-                    self.notify()
-        finally:
-            os.close(fd)
-        if self.length is not None and self.written != self.length:
-            raise UpstreamError(
-                f"origin sent {self.written} bytes, Content-Length said {self.length}"
-            )
-        self.length = self.written
+        await self._write_body(resp, body)
         fr = policy.freshness(
-            resp.status, rmap, response_time=response_time, default_ttl=edge.settings.default_ttl
+            resp.status, rmap, response_time=response_time, default_ttl=fills.default_ttl
         )
-        keys = rmap.get("surrogate-key", "").split()
         entry = Entry(
             self.objid,
             resp.status,
-            stored,
+            self.headers,
             response_time=response_time,
             initial_age=self.initial_age,
             lifetime=fr.lifetime,
@@ -276,44 +228,71 @@ class Fill:
             must_revalidate=fr.must_revalidate,
             no_cache=fr.no_cache,
             size=self.written,
-            keys=keys,
+            keys=rmap.get("surrogate-key", "").split(),
         )
-        vary = vary_names(rmap.get("vary"))
-        vkey = edge.store.variant_key(self.primary, rmap.get("vary"), self.req_map, self.path)
-        edge.store.commit(self.primary, vkey, entry, vary, tmp)
+        vkey = self.store.variant_key(self.primary, rmap.get("vary"), self.req_map, self.path)
+        self.store.commit(self.primary, vkey, entry, vary_names(rmap.get("vary")), self._tmp)
         if self.ckey != vkey:
-            edge.store.unclaim(self.ckey, self.objid)
+            self.store.unclaim(self.ckey, self.objid)
         self.entry = entry
-        self.stored = True
         self.state = State.DONE
 
+    async def _write_body(self, resp: UpstreamResponse, body: bytes | None) -> None:
+        """Stream the body into the temp file, telling waiters after every chunk."""
+        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            self.state = State.STREAMING
+            self._publish("obj")
+            if body is not None:
+                os.write(fd, body)
+                self.written = len(body)
+                self._notify()
+            else:
+                while chunk := await resp.read():
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    self.written += len(chunk)
+                    self.fills.counters.add("bytes_from_origin", len(chunk))
+                    self._notify()
+        finally:
+            os.close(fd)
+        if self.length is not None and self.written != self.length:
+            raise UpstreamError(
+                f"origin sent {self.written} bytes, Content-Length said {self.length}"
+            )
+        self.length = self.written
 
-class RemoteFill:
+    def _refresh(self, e: Entry, key: bytes, rmap: dict[str, str]) -> None:
+        """A 304: update the stored object's fields and freshness (RFC 9111 §4.3.4)."""
+        merged = policy.merge_not_modified(e.headers, rmap)
+        fr = policy.freshness(
+            e.status,
+            as_map(merged),
+            response_time=self.response_time,
+            default_ttl=self.fills.default_ttl,
+        )
+        e.headers = [(n, v) for n, v in merged if n not in _DROP_STORED]
+        e.response_time = self.response_time
+        e.initial_age = self.initial_age
+        e.lifetime, e.swr, e.sie = fr.lifetime, fr.swr, fr.sie
+        e.must_revalidate, e.no_cache, e.soft_purged = fr.must_revalidate, fr.no_cache, False
+        self.store.update(key, e)
+        self.fills.counters.add("not_modified")
+        self.entry = e
+
+
+class RemoteFill(BusyState):
     """A fill running in another worker, followed through the disk tier and its files."""
 
-    remote = True
     POLL = 0.005
 
-    def __init__(self, edge: Edge, ckey: bytes, pid: int, objid: str) -> None:
-        self.edge = edge
-        self.ckey = ckey
-        self.pid = pid
-        self.objid = objid
-        self.state = State.PENDING
-        self.status = 0
-        self.headers: Headers = []
-        self.length: int | None = None
-        self.written = 0
-        self.initial_age = 0.0
-        self.response_time = 0.0
-        self.entry: Entry | None = None
-        self.error: BaseException | None = None
-        self.waiters = 1
-        self.stored = True
-        self.why = ""
+    def __init__(self, store: DiskStore, ckey: bytes, objid: str) -> None:
+        super().__init__(ckey, objid)
+        self.store = store
 
     def body_paths(self) -> tuple[Path, Path]:
-        return self.edge.store.tmp_path(self.objid), self.edge.store.body_path(self.objid)
+        return self.store.tmp_path(self.objid), self.store.body_path(self.objid)
 
     def take_pass(self) -> UpstreamResponse | None:
         return None
@@ -323,23 +302,15 @@ class RemoteFill:
         self.refresh()
 
     def refresh(self) -> None:
-        store = self.edge.store
         tmp, final = self.body_paths()
         if self.state is State.PENDING:
             try:
-                (
-                    kind,
-                    self.status,
-                    self.headers,
-                    self.length,
-                    self.initial_age,
-                    self.response_time,
-                ) = marshal.loads(Path(str(tmp) + ".head").read_bytes())
+                record = marshal.loads(Path(str(tmp) + ".head").read_bytes())
             except (FileNotFoundError, EOFError, ValueError):
-                if store.busy(self.ckey) is None:
+                if self.store.busy(self.ckey) is None:
                     self.state = State.GONE
                 return
-            self.state = State.STREAMING if kind == "obj" else State.GONE
+            self.state = State.STREAMING if self.adopt_head(record) == "obj" else State.GONE
             if self.state is State.GONE:
                 return
         if self.state is State.STREAMING:
@@ -351,8 +322,15 @@ class RemoteFill:
                     continue
             if self.length is not None and self.written >= self.length:
                 self.state = State.DONE
-            elif store.busy(self.ckey) is None and not tmp.exists():
+            elif self.store.busy(self.ckey) is None and not tmp.exists():
                 self.state = State.DONE if final.exists() else State.FAILED
                 if self.state is State.DONE:
                     self.written = final.stat().st_size
                     self.length = self.written
+
+
+def _drop(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass

@@ -13,6 +13,7 @@ class Request:
         "map",
         "method",
         "note",
+        "refusal",
         "spec",
         "target",
     )
@@ -24,20 +25,25 @@ class Request:
         headers: list[tuple[str, str]],
         keep_alive: bool,
         client: str,
+        fields: dict[str, str] | None = None,
     ) -> None:
+        """``headers``: lower-case names in arrival order; ``fields``: the same as a dict with
+        repeated fields comma-joined (built from ``headers`` when not given)."""
         self.method = method
         self.target = target
         self.headers = headers
-        m: dict[str, str] = {}
-        for n, v in headers:
-            m[n] = f"{m[n]}, {v}" if n in m else v
-        self.map = m
+        if fields is None:
+            fields = {}
+            for n, v in headers:
+                fields[n] = f"{fields[n]}, {v}" if n in fields else v
+        self.map = fields
         self.keep_alive = keep_alive
         self.body = b""
         self.client = client
         self.key = ""  # the client's identity for limits (set by the guard)
         self.spec = ""  # the rate-limit class it was charged under
         self.note = ""  # what protection decided, for the access log
+        self.refusal: bytes | None = None  # a refusal decided before the pipeline ran
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"

@@ -69,7 +69,7 @@ class Origin:
         self.catalog = catalog or Catalog(settings.database)
         self.catalog.migrate()
         self.storage = storage or storage_from_url(settings.storage)
-        from pkgedge.index.run import locate_edge
+        from pkgedge.index.edgelink import locate_edge
 
         self.purger = Purger(
             settings.edge_admin,

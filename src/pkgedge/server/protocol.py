@@ -83,6 +83,8 @@ class HttpProtocol(asyncio.Protocol):
         self.tls = tls
         self._rejected: tuple[int, str] | None = None
         self.counted = counted  # False on the admin listener: its calls are not traffic
+        self._slots = counters.slots
+        self._i_requests = counters.index("requests")
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -181,34 +183,42 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.head_started = None
-        version = self.parser.get_http_version()
+        parser = self.parser
+        version = parser.get_http_version()
         if version not in ("1.0", "1.1"):
             if version.startswith("1.") or version in ("0.9", "0.0"):
                 raise _Reject(400, "only HTTP/1.0 and HTTP/1.1 requests are accepted")
             raise _Reject(505, "HTTP version not supported")
-        method = self.parser.get_method().decode("ascii")
+        method = parser.get_method().decode("ascii")
         if method not in ALLOWED_METHODS:
             raise _Reject(405, f"method {method} is not allowed here")
         if not self._url.startswith(b"/"):
             raise _Reject(400, "only origin-form request targets are accepted")
-        # header names with "_" are dropped (as nginx does): CGI-style servers read them as
-        # the dashed names, which would let them slip past every filter here
-        headers = [
-            (n.decode("latin-1").lower(), v.decode("latin-1"))
-            for n, v in self._headers
-            if b"_" not in n
-        ]
-        hosts = [v for n, v in headers if n == "host"]
-        if len(hosts) > 1:
-            raise _Reject(400, "more than one Host header")
-        if not hosts and version == "1.1":
-            raise _Reject(400, "HTTP/1.1 requests must carry a Host header")
-        if hosts and not _HOST_RE.match(hosts[0]):
+        headers: list[tuple[str, str]] = []
+        fields: dict[str, str] = {}
+        hosts = 0
+        for raw_name, raw_value in self._headers:
+            if b"_" in raw_name:
+                # header names with "_" are dropped (as nginx does): CGI-style servers read
+                # them as the dashed names, which would let them slip past every filter here
+                continue
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            headers.append((name, value))
+            if name in fields:
+                if name == "host":
+                    raise _Reject(400, "more than one Host header")
+                fields[name] = f"{fields[name]}, {value}"
+            else:
+                fields[name] = value
+                hosts += name == "host"
+        if not hosts:
+            if version == "1.1":
+                raise _Reject(400, "HTTP/1.1 requests must carry a Host header")
+        elif not _HOST_RE.match(fields["host"]):
             raise _Reject(400, "invalid Host header")
-        codings = [
-            c.strip().lower() for n, v in headers if n == "transfer-encoding" for c in v.split(",")
-        ]
-        if codings and codings != ["chunked"]:
+        te = fields.get("transfer-encoding")
+        if te is not None and [c.strip().lower() for c in te.split(",")] != ["chunked"]:
             # only plain chunked is understood; anything else is ambiguous framing
             raise _Reject(501, "unsupported Transfer-Encoding")
         content_length = next((v for n, v in headers if n == "content-length"), None)
@@ -218,14 +228,15 @@ class HttpProtocol(asyncio.Protocol):
             and int(content_length) > self.limits.max_body_size
         ):
             raise _Reject(413, "request body too large")
-        if content_length not in (None, "0") or any(n == "transfer-encoding" for n, _ in headers):
+        if content_length not in (None, "0") or te is not None:
             self.body_started = self._loop.time()
         self._current = Request(
-            self.parser.get_method().decode("ascii"),
+            method,
             self._url.decode("latin-1"),
             headers,
-            bool(self.parser.should_keep_alive()),
+            bool(parser.should_keep_alive()),
             self.client,
+            fields,
         )
 
     def on_body(self, body: bytes) -> None:
@@ -251,7 +262,7 @@ class HttpProtocol(asyncio.Protocol):
         while self._queue and not self.closed:
             req = self._queue.popleft()
             if self.counted:
-                self.counters.add("requests")
+                self._slots[self._i_requests] += 1
             if self.handler.try_hit(req, self):
                 if not req.keep_alive:
                     self.close()

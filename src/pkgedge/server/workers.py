@@ -1,5 +1,8 @@
 """Pre-fork workers sharing the listening sockets, supervised by the parent.
 
+What a worker runs is given by the composition root (:mod:`pkgedge.app`); this module only
+manages processes.
+
 The parent binds the client and admin sockets (port 0 works: the parent knows the port),
 prepares the disk tier, forks ``workers`` processes and prints where it listens. A worker
 that dies is replaced. SIGTERM or SIGINT: workers stop accepting, finish in-flight responses
@@ -9,26 +12,17 @@ exit; then the parent exits 0.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import socket
-import ssl
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
-from pkgedge.edge.hooks import Hooks, RequestLog
-from pkgedge.edge.pipeline import Edge
-from pkgedge.server.limits import Limits
-from pkgedge.server.protocol import HttpProtocol
 from pkgedge.stats.counters import Counters
-from pkgedge.web.admin import AdminHandler
-
-GRACE = 30.0
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -50,84 +44,14 @@ def _url(sock: socket.socket, scheme: str = "http") -> str:
     return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-async def _serve(
-    settings: EdgeSettings,
-    row: int,
-    client_sock: socket.socket,
-    admin_sock: socket.socket,
-    counters: Counters,
-    ready: Callable[[], None],
-) -> None:
-    loop = asyncio.get_running_loop()
-    store = DiskStore(settings.cache_dir, settings.disk_size)
-    store.open()
-    hooks = Hooks()
-    log: RequestLog | None = None
-    if settings.access_log not in ("off", ""):
-        log = RequestLog(settings.access_log)
-        hooks.on_log(log)
-    edge = Edge(settings, store, counters, hooks)
-    conns: set[HttpProtocol] = set()
-    admin_conns: set[HttpProtocol] = set()
-    admin = AdminHandler(settings.admin_token, store, counters, edge)
-    ctx = None
-    if settings.tls_cert and settings.tls_key:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
-    limits = Limits.from_settings(settings)
-    server = await loop.create_server(
-        lambda: HttpProtocol(edge, counters, conns, tls=ctx is not None, limits=limits),
-        sock=client_sock,
-        ssl=ctx,
-        backlog=4096,
-    )
-    admin_server = await loop.create_server(
-        lambda: HttpProtocol(admin, counters, admin_conns, counted=False), sock=admin_sock
-    )
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    ready()
-
-    async def housekeeping() -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            store.flush_accesses()
-            if log is not None:
-                log.flush()
-            counters.set("memory_objects", len(edge.memory))
-            counters.set("memory_bytes", edge.memory.bytes_used)
-            now = loop.time()
-            for c in list(conns):
-                c.check(now)
-
-    keeper = loop.create_task(housekeeping())
-    await stop.wait()
-    server.close()
-    admin_server.close()
-    deadline = time.monotonic() + GRACE
-    for c in list(conns) + list(admin_conns):
-        if not c.busy:
-            c.close()
-    while any(c.busy for c in conns) and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    for c in list(conns):
-        c.close()
-    for fill in list(edge.fills.values()):
-        if fill.task is not None:
-            fill.task.cancel()
-    tasks = [f.task for f in list(edge.fills.values()) if f.task is not None]
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
-    keeper.cancel()
-    store.flush_accesses()
-    if log is not None:
-        log.flush()
-    store.close()
+#: A worker's main coroutine: (row, client socket, admin socket, counters, ready callback).
+WorkerMain = Callable[
+    [int, socket.socket, socket.socket, Counters, Callable[[], None]], Coroutine[Any, Any, None]
+]
 
 
 def _worker(
-    settings: EdgeSettings,
+    main: WorkerMain,
     row: int,
     client_sock: socket.socket,
     admin_sock: socket.socket,
@@ -144,12 +68,14 @@ def _worker(
         os.close(ready_w)
 
     try:
-        uvloop.run(_serve(settings, row, client_sock, admin_sock, counters, ready))
+        uvloop.run(main(row, client_sock, admin_sock, counters, ready))
     except KeyboardInterrupt:
         pass
 
 
-def run(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
+def run(settings: EdgeSettings, main: WorkerMain, out: Callable[[str], None] = print) -> int:
+    """Bind, prepare the disk tier, fork ``settings.workers`` workers running ``main``,
+    replace those that die, and stop them all on SIGTERM or SIGINT."""
     store = DiskStore(settings.cache_dir, settings.disk_size)
     store.prepare()
     client_sock = bind(*settings.listen_addr)
@@ -165,7 +91,7 @@ def run(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
             os.close(r)
             code = 0
             try:
-                _worker(settings, row, client_sock, admin_sock, counters, w)
+                _worker(main, row, client_sock, admin_sock, counters, w)
             except BaseException as exc:  # report and exit; the parent replaces us
                 print(f"pkgedge: worker {row} failed: {exc}", file=sys.stderr)
                 code = 1

@@ -16,25 +16,27 @@ from urllib.parse import urlsplit
 
 from pkgedge.cache.keys import cache_path
 from pkgedge.cache.store import DiskStore
+from pkgedge.edge.context import Client
 from pkgedge.http.response import error_response, response_head
 from pkgedge.stats.counters import Counters, prometheus
 
 if TYPE_CHECKING:
-    from pkgedge.edge.pipeline import Edge
+    from pkgedge.cache.eviction import S3FIFO
     from pkgedge.http.request import Request
-    from pkgedge.server.protocol import HttpProtocol
 
 MAX_KEYS = 256
 
 
 class AdminHandler:
-    def __init__(self, token: str, store: DiskStore, counters: Counters, edge: Edge) -> None:
+    def __init__(
+        self, token: str, store: DiskStore, counters: Counters, memory: S3FIFO[str, bytes]
+    ) -> None:
         self.token = token
         self.store = store
         self.counters = counters
-        self.edge = edge
+        self.memory = memory
 
-    def try_hit(self, req: Request, client: HttpProtocol) -> bool:
+    def try_hit(self, req: Request, client: Client) -> bool:
         return False
 
     def stats(self) -> dict[str, Any]:
@@ -46,7 +48,7 @@ class AdminHandler:
 
     def _send(
         self,
-        client: HttpProtocol,
+        client: Client,
         req: Request,
         status: int,
         body: bytes,
@@ -62,7 +64,7 @@ class AdminHandler:
         )
         client.write(head + (b"" if req.method == "HEAD" else body))
 
-    async def handle(self, req: Request, client: HttpProtocol) -> None:
+    async def handle(self, req: Request, client: Client) -> None:
         path = req.target.partition("?")[0]
         close = not req.keep_alive
         if path == "/healthz":
@@ -131,7 +133,7 @@ class AdminHandler:
                 count += self.store.purge_keys(paths, soft=soft)
             if keys:
                 count += self.store.purge_surrogate(keys, soft=soft)
-        if not soft:
-            self.edge.memory.clear() if everything else None
+        if everything and not soft:
+            self.memory.clear()
         self.counters.add("purges", count)
         return 200, json.dumps({"purged": count, "soft": soft}).encode()

@@ -1,0 +1,80 @@
+"""The composition root: what one edge worker is made of, wired in one place.
+
+``pkgedge edge`` and ``pkgedge up`` call :func:`run_edge`; the process manager
+(:mod:`pkgedge.server.workers`) forks workers that each run :func:`worker_main`: open the
+disk tier, build the pipeline and the admin API, and serve until told to stop.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable
+from functools import partial
+
+from pkgedge.cache.store import DiskStore
+from pkgedge.config import EdgeSettings
+from pkgedge.edge.hooks import Hooks, RequestLog
+from pkgedge.edge.pipeline import Pipeline
+from pkgedge.server import listener, workers
+from pkgedge.server.limits import Limits
+from pkgedge.stats.counters import Counters
+from pkgedge.web.admin import AdminHandler
+
+
+def tls_context(settings: EdgeSettings) -> ssl.SSLContext | None:
+    if not (settings.tls_cert and settings.tls_key):
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return ctx
+
+
+async def worker_main(
+    settings: EdgeSettings,
+    row: int,
+    client_sock: socket.socket,
+    admin_sock: socket.socket,
+    counters: Counters,
+    ready: Callable[[], None],
+) -> None:
+    store = DiskStore(settings.cache_dir, settings.disk_size)
+    store.open()
+    hooks = Hooks()
+    log: RequestLog | None = None
+    if settings.access_log not in ("off", ""):
+        log = RequestLog(settings.access_log)
+        hooks.on_log(log)
+    pipeline = Pipeline(settings, store, counters, hooks)
+    admin = AdminHandler(settings.admin_token, store, counters, pipeline.memory)
+
+    def tick() -> None:
+        store.flush_accesses()
+        if log is not None:
+            log.flush()
+        counters.set("memory_objects", len(pipeline.memory))
+        counters.set("memory_bytes", pipeline.memory.bytes_used)
+
+    try:
+        await listener.serve(
+            pipeline,
+            admin,
+            client_sock,
+            admin_sock,
+            counters,
+            Limits.from_settings(settings),
+            tls_context(settings),
+            ready,
+            tick,
+        )
+        await pipeline.close()
+    finally:
+        store.flush_accesses()
+        if log is not None:
+            log.flush()
+        store.close()
+
+
+def run_edge(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
+    """Run the edge: N pre-fork workers on one port, until SIGTERM or SIGINT."""
+    return workers.run(settings, partial(worker_main, settings), out)

@@ -1,0 +1,148 @@
+"""The origin-facing side of a worker: routes, pooled connections, the request fields the
+origin sees, and rewriting of what it answers (index pages, redirects).
+
+A fill receives this object; nothing here calls back into the pipeline.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pkgedge.cache.keys import simple_variant
+from pkgedge.cache.store import DiskStore
+from pkgedge.config import EdgeSettings
+from pkgedge.edge.rewrite import FILE_PREFIX, REWRITABLE, Rewriter
+from pkgedge.http.headers import Headers, end_to_end
+from pkgedge.http.request import Request
+from pkgedge.upstream.client import UpstreamPool
+
+#: Request fields stripped before the origin: they could change its answer without being part
+#: of the cache key (cache poisoning), or are ours to set.
+UNKEYED = frozenset(
+    {
+        "x-forwarded-host",
+        "cache-status",
+        "x-forwarded-server",
+        "x-forwarded-port",
+        "x-forwarded-proto",
+        "x-forwarded-scheme",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-host",
+        "x-host",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "surrogate-capability",
+        "x-real-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+    }
+)
+#: Request fields not forwarded on a cache fill: the edge asks for the whole identity object.
+_FILL_DROP = frozenset(
+    {
+        "host",
+        "accept-encoding",
+        "range",
+        "if-range",
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "cache-control",
+        "pragma",
+        "cookie",
+        "content-length",
+        "pkgedge-trace",
+    }
+)
+
+
+class Backend:
+    """One per worker: the upstream index, the file hosts it links, and their pools."""
+
+    def __init__(self, settings: EdgeSettings, store: DiskStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.rewriter = Rewriter(settings.upstream)
+        self._pools: dict[str, UpstreamPool] = {}
+        self._hosts: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<Backend {self.settings.upstream} pools={list(self._pools.values())!r}>"
+
+    # -- routes --------------------------------------------------------------------------
+    def route(self, path: str) -> tuple[str, str] | None:
+        """(origin, target) to fetch for a cache path; None if this edge does not serve it."""
+        route = self.rewriter.upstream_url(path)
+        if route is None:
+            return None
+        if path.startswith(FILE_PREFIX) and not self._host_ok(route[0]):
+            return None
+        return route
+
+    def _host_ok(self, origin: str) -> bool:
+        if origin in self._hosts:
+            return True
+        if self.store.host_allowed(origin):
+            self._hosts.add(origin)
+            return True
+        return False
+
+    def pool(self, origin: str) -> UpstreamPool:
+        pool = self._pools.get(origin)
+        if pool is None:
+            p = urlsplit(origin)
+            port = p.port or (443 if p.scheme == "https" else 80)
+            pool = UpstreamPool(
+                p.scheme, p.hostname or "", port, **UpstreamPool.kwargs_from(self.settings)
+            )
+            self._pools[origin] = pool
+        return pool
+
+    # -- what the origin sees ------------------------------------------------------------
+    def origin_headers(self, req: Request, *, fill: bool) -> Headers:
+        headers = [
+            (n, v) for n, v in end_to_end(req.headers) if n not in ("host", "content-length")
+        ]
+        if fill:
+            headers = [(n, v) for n, v in headers if n not in _FILL_DROP]
+            headers.append(("accept-encoding", "identity"))
+        # fields that could change the origin's answer but are not part of the cache key,
+        # and internal fields a client might inject, never reach the origin
+        headers = [(n, v) for n, v in headers if n not in UNKEYED and not n.startswith("pkgedge-")]
+        prior = req.map.get("x-forwarded-for")
+        headers = [(n, v) for n, v in headers if n not in ("x-forwarded-for", "forwarded")]
+        headers.append(("x-forwarded-for", f"{prior}, {req.client}" if prior else req.client))
+        headers.append(("forwarded", f'for="{req.client}";proto=http'))
+        headers.append(("via", "1.1 pkgedge"))
+        return headers
+
+    def fill_headers(self, req: Request, path: str) -> Headers:
+        """A fill asks for the identity object, and for the simple API's folded variant."""
+        headers = self.origin_headers(req, fill=True)
+        if path.startswith("/simple"):
+            headers = [(n, v) for n, v in headers if n != "accept"]
+            if simple_variant(req.map.get("accept")) == "json":
+                headers.append(("accept", "application/vnd.pypi.simple.v1+json"))
+            else:
+                headers.append(("accept", "text/html"))
+        return headers
+
+    # -- what the client sees ------------------------------------------------------------
+    def should_rewrite(self, ctype: str) -> bool:
+        return self.settings.rewrite_file_hosts and ctype.startswith(REWRITABLE)
+
+    def rewrite_page(self, body: bytes, ctype: str, page_url: str) -> bytes:
+        new, origins = self.rewriter.rewrite_body(body, ctype, page_url)
+        for origin in origins - self._hosts:
+            self.store.allow_host(origin)
+            self._hosts.add(origin)
+        return new
+
+    def rewrite_location(self, headers: Headers, page_url: str) -> Headers:
+        return [
+            (n, self.rewriter.location(v, page_url) if n == "location" else v) for n, v in headers
+        ]

@@ -1,0 +1,348 @@
+"""Delivery: the one place responses are written to clients.
+
+A stored object (ranges, 304s, compression, memory or disk, sendfile), a fetch in progress
+(streamed from its file as it grows), a pass-through upstream response (relayed with
+backpressure both ways), or a synthetic response built by the edge. A fresh hit whose body is
+in memory is also remembered by the fast path (:mod:`pkgedge.edge.fastpath`), which replays
+exactly what was written here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pkgedge.cache import policy
+from pkgedge.cache.entry import Entry
+from pkgedge.cache.eviction import S3FIFO
+from pkgedge.cache.store import DiskStore
+from pkgedge.config import EdgeSettings
+from pkgedge.edge.busy import BusyObject, State
+from pkgedge.edge.context import Client, Ctx
+from pkgedge.edge.fastpath import HotHits
+from pkgedge.errors import PkgedgeError
+from pkgedge.http import response as dl
+from pkgedge.http.headers import Headers, as_map
+from pkgedge.stats.counters import Counters
+from pkgedge.upstream.client import UpstreamResponse
+
+CHUNK = 256 * 1024
+_NOT_MODIFIED_KEEP = frozenset(
+    {"cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified"}
+)
+
+
+class Delivery:
+    """Writes responses for one worker; owns the memory tier's reads and writes."""
+
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        store: DiskStore,
+        memory: S3FIFO[str, bytes],
+        counters: Counters,
+        hot: HotHits,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.memory = memory
+        self.counters = counters
+        self.hot = hot
+
+    async def __call__(self, ctx: Ctx) -> None:
+        """Write what the phases decided: one of synthetic, stored, busy or pass-through."""
+        if ctx.synthetic is not None:
+            ctx.client.write(ctx.synthetic)
+            ctx.sent = len(ctx.synthetic)
+        elif ctx.entry is not None:
+            await self.stored(ctx, ctx.entry)
+        elif ctx.response is not None:
+            await self.relay(ctx, ctx.response)
+        elif ctx.fill is not None:
+            await self.stream(ctx, ctx.fill)
+        else:  # pragma: no cover - the phase table makes this unreachable
+            raise RuntimeError("deliver: nothing to deliver")
+
+    def _trace_fields(self, ctx: Ctx) -> Headers:
+        return [("pkgedge-trace", ctx.trace.header())] if ctx.trace is not None else []
+
+    def read_small(self, entry: Entry, coding: str | None) -> bytes | None:
+        """The body (or its encoded form) from the memory tier or the disk tier."""
+        mkey = entry.objid + (coding or "")
+        body = self.memory.get(mkey)
+        if body is not None:
+            return body
+        path = self.store.body_path(entry.objid)
+        try:
+            if coding is None:
+                body = path.read_bytes()
+            else:
+                enc_path = path.with_name(path.name + "." + ("gz" if coding == "gzip" else coding))
+                try:
+                    body = enc_path.read_bytes()
+                except FileNotFoundError:
+                    body = dl.compress(path.read_bytes(), coding)
+                    part = enc_path.with_name(enc_path.name + f".{os.getpid()}")
+                    part.write_bytes(body)
+                    os.replace(part, enc_path)
+        except FileNotFoundError:
+            return None
+        if coding is None and len(body) != entry.size:
+            return None
+        self.memory.put(mkey, body, len(body))
+        return body
+
+    async def stored(self, ctx: Ctx, entry: Entry) -> None:
+        req, client = ctx.req, ctx.client
+        close = not req.keep_alive
+        now = time.time()
+        self.store.touch(entry.objid)
+        emap = as_map(entry.headers)
+        age = int(entry.age(now))
+        size = entry.size
+        rng: tuple[int, int] | None = None
+        if entry.status == 200 and "range" in req.map:
+            if_range = req.map.get("if-range")
+            if if_range is None or policy.if_range_matches(if_range, emap):
+                try:
+                    rng = dl.parse_range(req.map["range"], size)
+                except dl.RangeNotSatisfiable:
+                    self.range_error(ctx, size)
+                    return
+        small = size <= self.settings.memory_object_max
+        coding = None
+        if (
+            rng is None
+            and small
+            and self.settings.compress
+            and entry.status == 200
+            and size >= dl.MIN_COMPRESS
+            and dl.compressible(entry.headers)
+        ):
+            coding = dl.choose_encoding(req.map.get("accept-encoding"))
+        headers = dl.representation(entry.headers, coding)
+        # Validators are those of the representation this request would get (an encoded
+        # body has its own ETag), so the client's If-None-Match is compared with that.
+        if 200 <= entry.status < 300 and policy.client_not_modified(
+            req.method, req.map, as_map(headers) if coding else emap
+        ):
+            keep = [(n, v) for n, v in headers if n in _NOT_MODIFIED_KEEP]
+            head = dl.response_head(
+                304,
+                keep,
+                length=None,
+                age=age,
+                cache_status=ctx.cache_status,
+                extra=self._trace_fields(ctx),
+                close=close,
+            ).replace(b"transfer-encoding: chunked\r\n", b"")
+            client.write(head)
+            ctx.status, ctx.sent = 304, len(head)
+            return
+        status = entry.status
+        first, last = 0, size - 1
+        if rng is not None:
+            first, last = rng
+            status = 206
+            headers = [*headers, ("content-range", f"bytes {first}-{last}/{size}")]
+        body = self.read_small(entry, coding) if small else None
+        ctx.status = status
+        if body is not None:
+            if rng is not None:
+                body = body[first : last + 1]
+            prefix = dl.head_prefix(status, headers)
+            cs = ctx.cache_status
+            if ctx.trace is None and cs.startswith("pkgedge; hit; ttl=") and cs.count(";") == 2:
+                # a plain fresh hit: written the way the fast path will replay it
+                ttl = int(entry.ttl(now))
+                ctx.cache_status = f"pkgedge; hit; ttl={ttl}"
+                data = dl.hit_response(prefix, age, ttl, body, close)
+                if status == 200 and req.method == "GET":
+                    self.hot.remember(ctx, entry, prefix, coding)
+            else:
+                data = (
+                    prefix
+                    + dl.head_tail(
+                        length=len(body),
+                        age=age,
+                        cache_status=ctx.cache_status,
+                        extra=self._trace_fields(ctx),
+                        close=close,
+                    )
+                    + body
+                )
+            if req.method == "HEAD":
+                data = data[: len(data) - len(body)]
+            client.write(data)
+            ctx.sent = len(data)
+            return
+        head = dl.response_head(
+            status,
+            [*headers, *self._trace_fields(ctx)],
+            length=last - first + 1,
+            age=age,
+            cache_status=ctx.cache_status,
+            close=close,
+        )
+        client.write(head)
+        ctx.sent = len(head)
+        if req.method == "HEAD":
+            return
+        try:
+            fd = os.open(self.store.body_path(entry.objid), os.O_RDONLY)
+        except FileNotFoundError:
+            client.abort()
+            return
+        try:
+            ctx.sent += await send_file(client, fd, first, last + 1)
+        finally:
+            os.close(fd)
+
+    def range_error(self, ctx: Ctx, size: int) -> None:
+        data = dl.error_response(
+            416,
+            "range not satisfiable",
+            close=not ctx.req.keep_alive,
+            extra=[("content-range", f"bytes */{size}")],
+        )
+        ctx.client.write(data)
+        ctx.status, ctx.sent = 416, len(data)
+
+    async def stream(self, ctx: Ctx, fill: BusyObject) -> None:
+        """Send a response whose body is still arriving, reading it from the fill's file."""
+        req, client = ctx.req, ctx.client
+        length = fill.length
+        headers = dl.representation(fill.headers, None)
+        status = fill.status
+        first, end = 0, length
+        if (
+            length is not None
+            and status == 200
+            and "range" in req.map
+            and "if-range" not in req.map
+        ):
+            try:
+                rng = dl.parse_range(req.map["range"], length)
+            except dl.RangeNotSatisfiable:
+                self.range_error(ctx, length)
+                return
+            if rng is not None:
+                first, end = rng[0], rng[1] + 1
+                status = 206
+                headers = [*headers, ("content-range", f"bytes {rng[0]}-{rng[1]}/{length}")]
+        head = dl.response_head(
+            status,
+            [*headers, *self._trace_fields(ctx)],
+            length=None if end is None else end - first,
+            age=int(fill.initial_age + max(0.0, time.time() - fill.response_time)),
+            cache_status=ctx.cache_status,
+            close=not req.keep_alive,
+        )
+        client.write(head)
+        ctx.status, ctx.sent = status, len(head)
+        if req.method == "HEAD":
+            return
+        ctx.sent += await _follow(client, fill, first, end)
+
+    async def relay(self, ctx: Ctx, resp: UpstreamResponse) -> None:
+        """Relay an upstream response that is not stored, with backpressure both ways."""
+        req, client = ctx.req, ctx.client
+        rmap = as_map(resp.headers)
+        clen = rmap.get("content-length")
+        no_body = req.method == "HEAD" or resp.status in (204, 304)
+        length = int(clen) if clen and clen.isdigit() else (0 if no_body else None)
+        head = dl.response_head(
+            resp.status,
+            [*ctx.pass_headers, *self._trace_fields(ctx)],
+            length=length,
+            age=None,
+            cache_status=ctx.cache_status,
+            close=not req.keep_alive,
+        )
+        if no_body and resp.status in (204, 304):
+            head = head.replace(b"content-length: 0\r\n", b"")
+        client.write(head)
+        ctx.status, ctx.sent = resp.status, len(head)
+        if no_body:
+            if req.method == "HEAD":
+                resp.close()
+            else:
+                resp.release()
+            return
+        try:
+            while chunk := await resp.read():
+                self.counters.add("bytes_from_origin", len(chunk))
+                client.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n" if length is None else chunk)
+                ctx.sent += len(chunk)
+                await client.drain()
+                if client.closed:
+                    resp.close()
+                    break
+            else:
+                if length is None:
+                    client.write(b"0\r\n\r\n")
+        except PkgedgeError:
+            client.abort()
+
+
+async def send_file(client: Client, fd: int, start: int, end: int) -> int:
+    """Send bytes ``start..end`` of a complete file: sendfile(2) where the client offers it."""
+    sendfile = getattr(client, "sendfile", None)
+    if sendfile is not None:
+        sent: int = await sendfile(fd, start, end - start)
+        if sent < end - start:
+            client.abort()
+        return sent
+    sent = 0
+    offset = start
+    while offset < end and not client.closed:
+        data = os.pread(fd, min(CHUNK, end - offset), offset)
+        if not data:
+            client.abort()
+            break
+        client.write(data)
+        offset += len(data)
+        sent += len(data)
+        await client.drain()
+    return sent
+
+
+async def _follow(client: Client, fill: BusyObject, first: int, end: int | None) -> int:
+    """Copy a growing body from ``first`` to ``end`` (None: to its end, chunked)."""
+    chunked = end is None
+    sent = 0
+    offset = first
+    fd = -1
+    try:
+        while not client.closed:
+            if fd < 0:
+                for p in fill.body_paths():
+                    try:
+                        fd = os.open(p, os.O_RDONLY)
+                        break
+                    except FileNotFoundError:
+                        continue
+            limit = fill.written if end is None else min(fill.written, end)
+            if fd >= 0 and offset < limit:
+                data = os.pread(fd, min(CHUNK, limit - offset), offset)
+                if data:
+                    client.write(b"%x\r\n" % len(data) + data + b"\r\n" if chunked else data)
+                    offset += len(data)
+                    sent += len(data)
+                    await client.drain()
+                    continue
+            if end is not None and offset >= end:
+                break
+            if fill.state is State.DONE:
+                if end is None and offset >= fill.written:
+                    client.write(b"0\r\n\r\n")
+                    break
+                continue
+            if fill.state in (State.FAILED, State.GONE):
+                client.abort()  # the body cannot be completed: the client must see it
+                break
+            await fill.wait_progress()
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return sent

@@ -1,0 +1,75 @@
+"""The fast path: a fresh hit answered synchronously, by replaying what delivery wrote.
+
+When :class:`~pkgedge.edge.deliver.Delivery` writes a fresh hit whose body is in memory, it
+calls :meth:`HotHits.remember` with the head it built (status line and stored fields). A later
+request for the same target, ``Accept`` and ``Accept-Encoding`` is answered from that memo —
+the same bytes, with Age and TTL brought up to date — for as long as the disk tier's
+*generation* (bumped by every commit and purge in any worker) is the one read before the
+look-up that produced it, and the object is still fresh. Nothing here decides anything the
+phases did not decide first: the memo is the output of recv → hash → lookup → hit → deliver
+for that request shape, and requests the memo cannot answer exactly (conditionals, ranges,
+request cache directives, traces) take the phases.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pkgedge.cache.entry import Entry
+from pkgedge.cache.keys import secondary_key
+from pkgedge.http.request import Request
+
+if TYPE_CHECKING:
+    from pkgedge.edge.context import Ctx
+
+#: Request fields that take a request off the fast path.
+BLOCKERS = frozenset(
+    {
+        "range",
+        "cache-control",
+        "pragma",
+        "if-none-match",
+        "if-modified-since",
+        "pkgedge-trace",
+    }
+)
+_MAX = 20_000
+
+#: (generation, entry, head prefix, memory-tier key of the body)
+Memo = tuple[int, Entry, bytes, str]
+
+
+class HotHits:
+    """Memos of delivered fresh hits, per worker, keyed by request shape."""
+
+    def __init__(self, generation: memoryview) -> None:
+        self._generation = generation
+        self._memo: dict[tuple[str, str | None, str | None], Memo] = {}
+
+    def __repr__(self) -> str:
+        return f"<HotHits memos={len(self._memo)} generation={self._generation[0]}>"
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    def remember(self, ctx: Ctx, entry: Entry, prefix: bytes, coding: str | None) -> None:
+        """Called by delivery after writing a fresh hit with an in-memory body."""
+        m = ctx.req.map
+        if ctx.vkey != ctx.primary and ctx.vkey != secondary_key(
+            ctx.primary, ("accept",), m, ctx.path
+        ):
+            return  # varies on more than Accept: the memo's key could not tell variants apart
+        if len(self._memo) >= _MAX:
+            self._memo.clear()
+        key = (ctx.req.target, m.get("accept"), m.get("accept-encoding"))
+        self._memo[key] = (ctx.generation, entry, prefix, entry.objid + (coding or ""))
+
+    def find(self, req: Request) -> Memo | None:
+        """The memo for this request, if it may answer it."""
+        m = req.map
+        if req.method != "GET" or not BLOCKERS.isdisjoint(m):
+            return None
+        memo = self._memo.get((req.target, m.get("accept"), m.get("accept-encoding")))
+        if memo is None or memo[0] != self._generation[0]:
+            return None
+        return memo
