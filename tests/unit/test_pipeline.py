@@ -167,6 +167,7 @@ def test_the_origin_fetch_cap_answers_503(tmp_path: Path) -> None:
     origin.add("/simple/a/", headers=PAGE, body=BODY)
     status, h, body = run(get(pipeline, "/simple/a/"))
     assert status == 503 and h["retry-after"] == "5"
+    assert b"origin is busy" in body
     assert origin.count == 0
 
 
