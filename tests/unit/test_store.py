@@ -130,7 +130,8 @@ def test_claims_collapse_fills_and_dead_owners_are_taken_over(store: DiskStore) 
     import marshal
     import time
 
-    with store._env.begin(write=True, db=store._db("busy")) as txn:
+    index = store._lmdb
+    with index._env.begin(write=True, db=index._dbs["busy"]) as txn:
         txn.put(b"/b", marshal.dumps((pid, "dead", time.time())))
     assert store.busy(b"/b") is None
     assert store.claim(b"/b", "x3") is None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import marshal
 import os
 import secrets
 import time
@@ -134,32 +133,19 @@ class Fill:
             self.state = State.FAILED
             raise
         finally:
+            edge.store.files.drop_tmp(self.objid)
             if self.state is not State.DONE:
-                for p in (tmp, Path(str(tmp) + ".head")):
-                    try:
-                        p.unlink()
-                    except FileNotFoundError:
-                        pass
                 edge.store.unclaim(self.ckey, self.objid)
-            else:
-                try:
-                    Path(str(tmp) + ".head").unlink()
-                except FileNotFoundError:
-                    pass
             edge.fills.pop(self.ckey, None)
             edge.fetching -= 1
             self.notify()
 
     def _publish_head(self, kind: str) -> None:
         """Tell waiters in other workers what this fill became (atomic rename)."""
-        head = Path(str(self.file_path) + ".head")
-        part = Path(str(head) + ".part")
-        part.write_bytes(
-            marshal.dumps(
-                (kind, self.status, self.headers, self.length, self.initial_age, self.response_time)
-            )
+        self.edge.store.files.publish_head(
+            self.objid,
+            (kind, self.status, self.headers, self.length, self.initial_age, self.response_time),
         )
-        os.replace(part, head)
 
     async def _fetch(self, tmp: Path) -> None:
         edge = self.edge
@@ -235,7 +221,7 @@ class Fill:
             body = edge.rewrite_page(body, ctype, self.origin + self.target)
             self.length = len(body)
         self.headers = stored
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd, _ = edge.store.files.open_tmp(self.objid)
         try:
             self.state = State.STREAMING
             self._publish_head("obj")
@@ -326,19 +312,13 @@ class RemoteFill:
         store = self.edge.store
         tmp, final = self.body_paths()
         if self.state is State.PENDING:
-            try:
-                (
-                    kind,
-                    self.status,
-                    self.headers,
-                    self.length,
-                    self.initial_age,
-                    self.response_time,
-                ) = marshal.loads(Path(str(tmp) + ".head").read_bytes())
-            except (FileNotFoundError, EOFError, ValueError):
+            head = store.files.read_head(self.objid)
+            if head is None or len(head) != 6:
                 if store.busy(self.ckey) is None:
                     self.state = State.GONE
                 return
+            kind, self.status, self.headers, self.length = head[:4]
+            self.initial_age, self.response_time = head[4:]
             self.state = State.STREAMING if kind == "obj" else State.GONE
             if self.state is State.GONE:
                 return

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from pkgedge.cache import policy
 from pkgedge.cache.entry import Entry
 from pkgedge.cache.eviction import S3FIFO
-from pkgedge.cache.store import DiskStore
+from pkgedge.cache.store import Store
 from pkgedge.config import EdgeSettings
 from pkgedge.edge.fill import Fill, RemoteFill, State
 from pkgedge.edge.phases import Trace
@@ -47,7 +47,7 @@ class Responder:
     def __init__(
         self,
         settings: EdgeSettings,
-        store: DiskStore,
+        store: Store,
         memory: S3FIFO[str, bytes],
         counters: Counters,
     ) -> None:
@@ -75,22 +75,11 @@ class Responder:
         body = self.memory.get(mkey)
         if body is not None:
             return body
-        path = self.store.body_path(entry.objid)
-        try:
-            if coding is None:
-                body = path.read_bytes()
-            else:
-                enc_path = path.with_name(path.name + "." + ("gz" if coding == "gzip" else coding))
-                try:
-                    body = enc_path.read_bytes()
-                except FileNotFoundError:
-                    body = dl.compress(path.read_bytes(), coding)
-                    part = enc_path.with_name(enc_path.name + f".{os.getpid()}")
-                    part.write_bytes(body)
-                    os.replace(part, enc_path)
-        except FileNotFoundError:
-            return None
-        if coding is None and len(body) != entry.size:
+        if coding is None:
+            body = self.store.files.read(entry.objid, entry.size)
+        else:
+            body = self.store.files.read_encoded(entry.objid, coding, dl.compress)
+        if body is None:
             return None
         self.memory.put(mkey, body, len(body))
         return body
