@@ -113,13 +113,14 @@ class LmdbIndex:
                 lock=True,
                 max_readers=1024,
             )
-        except lmdb.Error as exc:
+            self._dbs = {
+                name: self._env.open_db(name.encode(), dupsort=(name == "skey"))
+                for name in ("obj", "skey", "busy", "fifo", "acc", "meta")
+            }
+            self._gen = Generation(self.root / "generation")
+        except (lmdb.Error, OSError) as exc:
+            self.close()
             raise StoreError(f"cannot open cache index in {self.root}: {exc}") from None
-        self._dbs = {
-            name: self._env.open_db(name.encode(), dupsort=(name == "skey"))
-            for name in ("obj", "skey", "busy", "fifo", "acc", "meta")
-        }
-        self._gen = Generation(self.root / "generation")
 
     def close(self) -> None:
         if self._env is not None:
