@@ -119,6 +119,16 @@ def test_vary_marker_leads_lookups_to_the_variant(store: Store) -> None:
     assert store.usage() == (2, 8)
 
 
+def test_an_object_that_starts_to_vary_is_replaced_by_its_variants(store: Store) -> None:
+    put(store, b"/simple/foo/", "aa01", b"plain")
+    req = {"accept": "text/html"}
+    vkey = store.variant_key(b"/simple/foo/", "Accept", req, "/simple/foo/")
+    put(store, b"/simple/foo/", "aa02", b"<html>", vary=("accept",), vkey=vkey)
+    assert store.lookup(b"/simple/foo/", req, "/simple/foo/")[1].objid == "aa02"  # type: ignore[union-attr]
+    assert store.usage() == (1, 6)
+    assert not store.body_path("aa01").exists()
+
+
 def test_variants_are_purged_together_soft_and_hard(store: Store) -> None:
     path = "/simple/foo/"
     primary = path.encode()

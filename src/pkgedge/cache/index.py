@@ -216,6 +216,11 @@ class LmdbIndex:
         with self._env.begin(write=True) as txn:
             obj = self._dbs["obj"]
             if vary:
+                prev = txn.get(primary, db=obj) if primary != key else None
+                if prev is not None and prev[:1] != _VARY:  # it varies now: drop the object
+                    prev_entry = Entry.from_bytes(prev)
+                    self._account(txn, -1, -prev_entry.size)
+                    evicted.append(prev_entry.objid)
                 txn.put(primary, _VARY + marshal.dumps(list(vary)), db=obj)
             elif primary != key:
                 txn.delete(primary, db=obj)

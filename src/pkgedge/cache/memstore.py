@@ -95,6 +95,10 @@ class MemoryIndex:
     def commit(self, primary: bytes, key: bytes, entry: Entry, vary: tuple[str, ...]) -> list[str]:
         evicted: list[str] = []
         if vary:
+            prev = self._entry(primary) if primary != key else None
+            if prev is not None:  # it varies now: drop the object
+                self._account(-1, -prev.size)
+                evicted.append(prev.objid)
             self._obj[primary] = tuple(vary)
         elif primary != key:
             self._obj.pop(primary, None)
