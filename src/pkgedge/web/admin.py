@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pkgedge.cache.keys import cache_path
-from pkgedge.cache.store import DiskStore
+from pkgedge.cache.store import Store
 from pkgedge.http.response import error_response, response_head
 from pkgedge.stats.counters import Counters, prometheus
 
@@ -28,7 +28,7 @@ MAX_KEYS = 256
 
 
 class AdminHandler:
-    def __init__(self, token: str, store: DiskStore, counters: Counters, edge: Edge) -> None:
+    def __init__(self, token: str, store: Store, counters: Counters, edge: Edge) -> None:
         self.token = token
         self.store = store
         self.counters = counters
