@@ -17,7 +17,8 @@ from typing import Any
 
 import httptools
 
-from pkgedge.cache.store import DiskStore
+from pkgedge.cache.memstore import MemoryStore
+from pkgedge.cache.store import DiskStore, Store
 from pkgedge.config import build_edge_settings
 from pkgedge.edge.backend import Backend
 from pkgedge.edge.hooks import Hooks
@@ -144,7 +145,8 @@ def request(target: str, method: str = "GET", **headers: str) -> Request:
     return Request(method, target, fields, True, "127.0.0.1")
 
 
-def make_pipeline(tmp: Path, **options: Any) -> tuple[Pipeline, MemoryOrigin]:
+def make_pipeline(tmp: Path, store: str = "disk", **options: Any) -> tuple[Pipeline, MemoryOrigin]:
+    """A pipeline over a ``"disk"`` (LMDB) or ``"memory"`` (dict) store in ``tmp``."""
     flags = {
         "upstream": UPSTREAM,
         "cache_dir": str(tmp / "cache"),
@@ -153,13 +155,17 @@ def make_pipeline(tmp: Path, **options: Any) -> tuple[Pipeline, MemoryOrigin]:
         **{k: str(v) for k, v in options.items()},
     }
     settings = build_edge_settings(flags, environ={})
-    store = DiskStore(settings.cache_dir, settings.disk_size, map_size=1 << 26)
-    store.prepare()
-    store.open()
+    tier: Store = (
+        DiskStore(settings.cache_dir, settings.disk_size, map_size=1 << 26)
+        if store == "disk"
+        else MemoryStore(settings.cache_dir, settings.disk_size)
+    )
+    tier.prepare()
+    tier.open()
     origin = MemoryOrigin()
-    backend = MemoryBackend(settings, store)
+    backend = MemoryBackend(settings, tier)
     backend.origin = origin
-    return Pipeline(settings, store, Counters(1), Hooks(), backend), origin
+    return Pipeline(settings, tier, Counters(1), Hooks(), backend), origin
 
 
 async def get(pipeline: Pipeline, target: str, **headers: str) -> tuple[int, dict[str, str], bytes]:

@@ -16,9 +16,10 @@ PAGE = [("content-type", "text/html"), ("cache-control", "max-age=600")]
 BODY = b"<html>" + b"x" * 2000 + b"</html>"
 
 
-@pytest.fixture
-def edge(tmp_path: Path) -> tuple[Pipeline, MemoryOrigin]:
-    return make_pipeline(tmp_path)
+@pytest.fixture(params=["disk", "memory"])
+def edge(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Pipeline, MemoryOrigin]:
+    """The same phases over the LMDB store and the in-memory store."""
+    return make_pipeline(tmp_path, store=request.param)
 
 
 def run(coro):  # type: ignore[no-untyped-def]

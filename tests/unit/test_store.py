@@ -1,14 +1,20 @@
-"""The disk tier: index + body files, purge, eviction, fills, restarts."""
+"""The disk tier only: what the Store contract (test_store_conformance.py) cannot show with
+one process: claims of dead processes, other processes' commits, restarts, bad cache dirs."""
 
 from __future__ import annotations
 
+import marshal
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from pkgedge.cache.entry import Entry
 from pkgedge.cache.store import DiskStore
+from pkgedge.errors import StoreError
 
 
 def _entry(objid: str, size: int, keys: list[str] | None = None) -> Entry:
@@ -32,108 +38,52 @@ def store(tmp_path: Path) -> DiskStore:
     return s
 
 
-def put(
-    store: DiskStore,
-    key: bytes,
-    objid: str,
-    body: bytes,
-    keys: list[str] | None = None,
-    vary: tuple[str, ...] = (),
-    vkey: bytes | None = None,
-) -> Entry:
+def put(store: DiskStore, key: bytes, objid: str, body: bytes) -> Entry:
     tmp = store.tmp_path(objid)
     tmp.write_bytes(body)
-    e = _entry(objid, len(body), keys)
-    store.commit(key, vkey or key, e, vary, tmp)
+    e = _entry(objid, len(body))
+    store.commit(key, key, e, (), tmp)
     return e
 
 
-def test_commit_makes_object_visible_with_body(store: DiskStore) -> None:
-    put(store, b"/a", "aa01", b"hello")
-    _key, e = store.lookup(b"/a", {}, "/a")
-    assert e is not None and e.objid == "aa01" and e.size == 5
-    assert store.body_path("aa01").read_bytes() == b"hello"
-    assert not store.tmp_path("aa01").exists()
-    assert store.usage() == (1, 5)
-
-
-def test_replacing_an_object_accounts_and_removes_old_body(store: DiskStore) -> None:
-    put(store, b"/a", "aa01", b"hello")
-    put(store, b"/a", "aa02", b"hi")
-    assert store.usage() == (1, 2)
-    assert not store.body_path("aa01").exists()
-
-
-def test_vary_variants_are_separate_and_purged_together(store: DiskStore) -> None:
-    req_json = {"accept": "application/vnd.pypi.simple.v1+json"}
-    req_html = {"accept": "text/html"}
-    path = "/simple/foo/"
-    kj = store.variant_key(path.encode(), "Accept", req_json, path)
-    kh = store.variant_key(path.encode(), "Accept", req_html, path)
-    assert kj != kh
-    put(store, path.encode(), "aa01", b"{}", vary=("accept",), vkey=kj)
-    put(store, path.encode(), "aa02", b"<html>", vary=("accept",), vkey=kh)
-    assert store.lookup(path.encode(), req_json, path)[1].objid == "aa01"  # type: ignore[union-attr]
-    assert store.lookup(path.encode(), req_html, path)[1].objid == "aa02"  # type: ignore[union-attr]
-    assert store.purge_keys([path.encode()]) == 2
-    assert store.lookup(path.encode(), req_json, path)[1] is None
-    assert store.usage() == (0, 0)
-
-
-def test_purge_by_surrogate_key_hard_and_soft(store: DiskStore) -> None:
-    put(store, b"/simple/foo/", "aa01", b"x", keys=["project/foo", "all-projects"])
-    put(store, b"/simple/bar/", "aa02", b"y", keys=["project/bar", "all-projects"])
-    assert store.purge_surrogate(["project/foo"], soft=True) == 1
-    e = store.lookup(b"/simple/foo/", {}, "/simple/foo/")[1]
-    assert e is not None and e.soft_purged and e.ttl(1000.0) < 0
-    assert store.purge_surrogate(["all-projects"]) == 2
-    assert store.lookup(b"/simple/bar/", {}, "/simple/bar/")[1] is None
-    assert store.purge_surrogate(["unknown"]) == 0
-
-
-def test_purge_all(store: DiskStore) -> None:
-    put(store, b"/a", "aa01", b"x")
-    put(store, b"/b", "bb01", b"y")
-    assert store.purge_all() == 2
-    assert store.lookup(b"/a", {}, "/a")[1] is None
-    assert store.usage() == (0, 0)
-
-
-def test_eviction_keeps_within_capacity_and_gives_accessed_objects_a_second_chance(
-    store: DiskStore,
-) -> None:
-    put(store, b"/hot", "ho01", b"h" * 3000)
-    put(store, b"/c1", "c101", b"c" * 3000)
-    store.touch("ho01")
-    store.flush_accesses()
-    put(store, b"/c2", "c201", b"c" * 3000)
-    put(store, b"/c3", "c301", b"c" * 3000)  # over capacity: evict one
-    _objects, used = store.usage()
-    assert used <= store.capacity
-    assert store.lookup(b"/hot", {}, "/hot")[1] is not None  # accessed: second chance
-    assert store.lookup(b"/c1", {}, "/c1")[1] is None  # oldest unaccessed: evicted
-    assert not store.body_path("c101").exists()
-
-
-def test_claims_collapse_fills_and_dead_owners_are_taken_over(store: DiskStore) -> None:
-    assert store.claim(b"/a", "x1") is None
-    assert store.claim(b"/a", "x2") == (os.getpid(), "x1")  # same process: already busy
-    store.unclaim(b"/a", "x2")  # not ours: no effect
-    assert store.busy(b"/a") == (os.getpid(), "x1")
-    store.unclaim(b"/a", "x1")
-    assert store.busy(b"/a") is None
-    # a claim by a process that no longer exists is stale
+def test_claims_of_dead_processes_are_taken_over(store: DiskStore) -> None:
     pid = os.fork()
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
-    import marshal
-    import time
-
-    with store._env.begin(write=True, db=store._db("busy")) as txn:
+    index = store._lmdb
+    with index._env.begin(write=True, db=index._dbs["busy"]) as txn:
         txn.put(b"/b", marshal.dumps((pid, "dead", time.time())))
     assert store.busy(b"/b") is None
     assert store.claim(b"/b", "x3") is None
+    assert store.busy(b"/b") == (os.getpid(), "x3")
+
+
+_OTHER_WORKER = """
+import sys
+from pkgedge.cache.entry import Entry
+from pkgedge.cache.store import DiskStore
+s = DiskStore(sys.argv[1], capacity=10_000)
+s.open()
+s.tmp_path("ot01").write_bytes(b"from another process")
+s.commit(b"/o", b"/o", Entry("ot01", 200, [], response_time=1.0, initial_age=0.0,
+                             lifetime=60.0, size=20), (), s.tmp_path("ot01"))
+s.purge_keys([b"/mine"])
+s.close()
+"""
+
+
+def test_another_process_commits_and_purges_are_seen_at_once(store: DiskStore) -> None:
+    put(store, b"/mine", "mi01", b"mine")
+    gen = store.generation
+    before = gen[0]
+    subprocess.run([sys.executable, "-c", _OTHER_WORKER, str(store.root)], check=True, timeout=60)
+    assert gen[0] == before + 2  # the shared counter, through this process's mapping
+    e = store.lookup(b"/o", {}, "/o")[1]
+    assert e is not None and store.files.read(e.objid, e.size) == b"from another process"
+    assert store.lookup(b"/mine", {}, "/mine")[1] is None
+    assert not store.body_path("mi01").exists()
+    assert store.usage() == (1, 20)
 
 
 def test_index_survives_reopen_and_prepare_clears_only_leftovers(tmp_path: Path) -> None:
@@ -142,7 +92,9 @@ def test_index_survives_reopen_and_prepare_clears_only_leftovers(tmp_path: Path)
     s.open()
     put(s, b"/a", "aa01", b"kept")
     s.tmp_path("half").write_bytes(b"partial")
+    s.files.publish_head("half", ("obj", 200, [], 7, 0.0, 0.0))
     s.claim(b"/x", "half")
+    generation = s.generation[0]
     s.close()
     s2 = DiskStore(tmp_path / "c", capacity=10_000)
     s2.prepare()
@@ -150,10 +102,22 @@ def test_index_survives_reopen_and_prepare_clears_only_leftovers(tmp_path: Path)
     e = s2.lookup(b"/a", {}, "/a")[1]
     assert e is not None and s2.body_path(e.objid).read_bytes() == b"kept"
     assert not s2.tmp_path("half").exists()
+    assert s2.files.read_head("half") is None
     assert s2.busy(b"/x") is None
+    assert s2.generation[0] == generation
+    assert s2.usage() == (1, 4)
 
 
-def test_file_hosts_are_remembered(store: DiskStore) -> None:
-    assert not store.host_allowed("https://files.test")
-    store.allow_host("https://files.test")
-    assert store.host_allowed("https://files.test")
+def test_an_unusable_cache_dir_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(StoreError, match="cannot use cache dir"):
+        DiskStore(blocker / "cache", capacity=1).prepare()
+    with pytest.raises(StoreError, match="cannot open cache index"):
+        DiskStore(blocker / "cache", capacity=1).open()
+
+
+def test_generation_is_unavailable_while_closed(tmp_path: Path) -> None:
+    s = DiskStore(tmp_path / "c", capacity=1)
+    with pytest.raises(StoreError, match="not open"):
+        s.generation  # noqa: B018

@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from pkgedge.cache.keys import simple_variant
-from pkgedge.cache.store import DiskStore
+from pkgedge.cache.store import Store
 from pkgedge.config import EdgeSettings
 from pkgedge.edge.rewrite import FILE_PREFIX, REWRITABLE, Rewriter
 from pkgedge.http.headers import Headers, end_to_end
@@ -63,7 +63,7 @@ _FILL_DROP = frozenset(
 class Backend:
     """One per worker: the upstream index, the file hosts it links, and their pools."""
 
-    def __init__(self, settings: EdgeSettings, store: DiskStore) -> None:
+    def __init__(self, settings: EdgeSettings, store: Store) -> None:
         self.settings = settings
         self.store = store
         self.rewriter = Rewriter(settings.upstream)

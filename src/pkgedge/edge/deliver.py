@@ -14,8 +14,8 @@ import time
 
 from pkgedge.cache import policy
 from pkgedge.cache.entry import Entry
-from pkgedge.cache.eviction import S3FIFO
-from pkgedge.cache.store import DiskStore
+from pkgedge.cache.memory import MemoryTier
+from pkgedge.cache.store import Store
 from pkgedge.config import EdgeSettings
 from pkgedge.edge.busy import BusyObject, State
 from pkgedge.edge.context import Client, Ctx
@@ -38,8 +38,8 @@ class Delivery:
     def __init__(
         self,
         settings: EdgeSettings,
-        store: DiskStore,
-        memory: S3FIFO[str, bytes],
+        store: Store,
+        memory: MemoryTier,
         counters: Counters,
         hot: HotHits,
     ) -> None:
@@ -66,30 +66,19 @@ class Delivery:
     def _trace_fields(self, ctx: Ctx) -> Headers:
         return [("pkgedge-trace", ctx.trace.header())] if ctx.trace is not None else []
 
-    def read_small(self, entry: Entry, coding: str | None) -> bytes | None:
-        """The body (or its encoded form) from the memory tier or the disk tier."""
-        mkey = entry.objid + (coding or "")
-        body = self.memory.get(mkey)
+    def read_small(self, entry: Entry, coding: str | None) -> memoryview | None:
+        """The body (or its encoded copy, made now if needed) from the memory tier, mapping
+        its file on this worker's first access; None if it is gone (purged meanwhile)."""
+        key = entry.objid + (coding or "")
+        body = self.memory.get(key)
         if body is not None:
             return body
-        path = self.store.body_path(entry.objid)
-        try:
-            if coding is None:
-                body = path.read_bytes()
-            else:
-                enc_path = path.with_name(path.name + "." + ("gz" if coding == "gzip" else coding))
-                try:
-                    body = enc_path.read_bytes()
-                except FileNotFoundError:
-                    body = dl.compress(path.read_bytes(), coding)
-                    part = enc_path.with_name(enc_path.name + f".{os.getpid()}")
-                    part.write_bytes(body)
-                    os.replace(part, enc_path)
-        except FileNotFoundError:
-            return None
-        if coding is None and len(body) != entry.size:
-            return None
-        self.memory.put(mkey, body, len(body))
+        files = self.store.files
+        if coding is None:
+            return self.memory.map(key, files.body_path(entry.objid), entry.size)
+        body = self.memory.map(key, files.encoded_path(entry.objid, coding), None)
+        if body is None and files.read_encoded(entry.objid, coding, dl.compress) is not None:
+            body = self.memory.map(key, files.encoded_path(entry.objid, coding), None)
         return body
 
     async def stored(self, ctx: Ctx, entry: Entry) -> None:
@@ -160,17 +149,14 @@ class Delivery:
                 if status == 200 and req.method == "GET":
                     self.hot.remember(ctx, entry, prefix, coding)
             else:
-                data = (
-                    prefix
-                    + dl.head_tail(
-                        length=len(body),
-                        age=age,
-                        cache_status=ctx.cache_status,
-                        extra=self._trace_fields(ctx),
-                        close=close,
-                    )
-                    + body
+                tail = dl.head_tail(
+                    length=len(body),
+                    age=age,
+                    cache_status=ctx.cache_status,
+                    extra=self._trace_fields(ctx),
+                    close=close,
                 )
+                data = b"".join((prefix, tail, body))
             if req.method == "HEAD":
                 data = data[: len(data) - len(body)]
             client.write(data)

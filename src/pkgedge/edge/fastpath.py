@@ -13,6 +13,7 @@ request cache directives, traces) take the phases.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pkgedge.cache.entry import Entry
@@ -42,7 +43,7 @@ Memo = tuple[int, Entry, bytes, str]
 class HotHits:
     """Memos of delivered fresh hits, per worker, keyed by request shape."""
 
-    def __init__(self, generation: memoryview) -> None:
+    def __init__(self, generation: Sequence[int]) -> None:
         self._generation = generation
         self._memo: dict[tuple[str, str | None, str | None], Memo] = {}
 

@@ -10,7 +10,6 @@ of origin fetches (the cap that protects the origin).
 from __future__ import annotations
 
 import asyncio
-import marshal
 import os
 import secrets
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from pkgedge.cache import policy
 from pkgedge.cache.entry import Entry
 from pkgedge.cache.keys import vary_names
-from pkgedge.cache.store import DiskStore
+from pkgedge.cache.store import Store
 from pkgedge.edge.backend import Backend
 from pkgedge.edge.busy import BusyObject, BusyState, State
 from pkgedge.errors import PkgedgeError, UpstreamError
@@ -56,7 +55,7 @@ class Fills:
     """Fetches in progress in this worker, and how many origin fetches are running."""
 
     def __init__(
-        self, store: DiskStore, backend: Backend, counters: Counters, default_ttl: float
+        self, store: Store, backend: Backend, counters: Counters, default_ttl: float
     ) -> None:
         self.store = store
         self.backend = backend
@@ -146,9 +145,8 @@ class Fill(BusyState):
             self.state = State.FAILED
             raise
         finally:
-            _drop(Path(str(self._tmp) + ".head"))
+            self.store.files.drop_tmp(self.objid)
             if self.state is not State.DONE:
-                _drop(self._tmp)
                 self.store.unclaim(self.ckey, self.objid)
             fills.active.pop(self.ckey, None)
             fills.fetching -= 1
@@ -156,10 +154,7 @@ class Fill(BusyState):
 
     def _publish(self, kind: str) -> None:
         """Tell waiters in other workers what this fill became (atomic rename)."""
-        head = Path(str(self._tmp) + ".head")
-        part = Path(str(head) + ".part")
-        part.write_bytes(marshal.dumps(self.head_record(kind)))
-        os.replace(part, head)
+        self.store.files.publish_head(self.objid, self.head_record(kind))
         self._notify()
 
     async def _fetch(self) -> None:
@@ -239,7 +234,7 @@ class Fill(BusyState):
 
     async def _write_body(self, resp: UpstreamResponse, body: bytes | None) -> None:
         """Stream the body into the temp file, telling waiters after every chunk."""
-        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd, _ = self.store.files.open_tmp(self.objid)
         try:
             self.state = State.STREAMING
             self._publish("obj")
@@ -287,7 +282,7 @@ class RemoteFill(BusyState):
 
     POLL = 0.005
 
-    def __init__(self, store: DiskStore, ckey: bytes, objid: str) -> None:
+    def __init__(self, store: Store, ckey: bytes, objid: str) -> None:
         super().__init__(ckey, objid)
         self.store = store
 
@@ -304,9 +299,8 @@ class RemoteFill(BusyState):
     def refresh(self) -> None:
         tmp, final = self.body_paths()
         if self.state is State.PENDING:
-            try:
-                record = marshal.loads(Path(str(tmp) + ".head").read_bytes())
-            except (FileNotFoundError, EOFError, ValueError):
+            record = self.store.files.read_head(self.objid)
+            if record is None or len(record) != 6:
                 if self.store.busy(self.ckey) is None:
                     self.state = State.GONE
                 return
@@ -327,10 +321,3 @@ class RemoteFill(BusyState):
                 if self.state is State.DONE:
                     self.written = final.stat().st_size
                     self.length = self.written
-
-
-def _drop(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 
-from pkgedge.cache.eviction import S3FIFO
-from pkgedge.cache.store import DiskStore
+from pkgedge.cache.memory import MemoryTier
+from pkgedge.cache.store import Store
 from pkgedge.config import EdgeSettings
 from pkgedge.edge.backend import Backend
 from pkgedge.edge.context import Client, Ctx
@@ -28,6 +28,8 @@ from pkgedge.http.request import Request
 from pkgedge.http.response import hit_response
 from pkgedge.stats.counters import Counters
 
+_EMPTY = memoryview(b"")
+
 
 class Pipeline:
     """One per worker: the collaborators every step uses, and the loop that runs them."""
@@ -35,7 +37,7 @@ class Pipeline:
     def __init__(
         self,
         settings: EdgeSettings,
-        store: DiskStore,
+        store: Store,
         counters: Counters,
         hooks: Hooks | None = None,
         backend: Backend | None = None,
@@ -44,7 +46,8 @@ class Pipeline:
         self.store = store
         self.counters = counters
         self.hooks = hooks or Hooks()
-        self.memory: S3FIFO[str, bytes] = S3FIFO(max(1, settings.memory_size // settings.workers))
+        # every worker maps up to the whole memory size: the pages are shared (page cache)
+        self.memory = MemoryTier(settings.memory_size)
         self.guard = Guard(settings, counters) if settings.protection != "off" else None
         self.backend = backend or Backend(settings, store)
         self.fills = Fills(store, self.backend, counters, settings.default_ttl)
@@ -73,7 +76,7 @@ class Pipeline:
         ttl = entry.ttl(now)
         if ttl <= 0:
             return False
-        body = self.memory.get(mkey) if entry.size else b""
+        body = self.memory.get(mkey) if entry.size else _EMPTY
         if body is None:
             return False
         data = hit_response(prefix, int(entry.age(now)), int(ttl), body, not req.keep_alive)

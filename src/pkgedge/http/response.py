@@ -145,7 +145,7 @@ def head_tail(
     return header_block(tail) + b"\r\n"
 
 
-def hit_response(prefix: bytes, age: int, ttl: int, body: bytes, close: bool) -> bytes:
+def hit_response(prefix: bytes, age: int, ttl: int, body: bytes | memoryview, close: bool) -> bytes:
     """A fresh hit: ``prefix + head_tail(...) + body`` for Cache-Status ``pkgedge; hit;
     ttl=N``, formatted in one step (the fast path replays it; byte-identical to the slow
     path's :func:`head_tail`)."""

@@ -15,22 +15,20 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pkgedge.cache.keys import cache_path
-from pkgedge.cache.store import DiskStore
+from pkgedge.cache.store import Store
 from pkgedge.edge.context import Client
 from pkgedge.http.response import error_response, response_head
 from pkgedge.stats.counters import Counters, prometheus
 
 if TYPE_CHECKING:
-    from pkgedge.cache.eviction import S3FIFO
+    from pkgedge.cache.memory import MemoryTier
     from pkgedge.http.request import Request
 
 MAX_KEYS = 256
 
 
 class AdminHandler:
-    def __init__(
-        self, token: str, store: DiskStore, counters: Counters, memory: S3FIFO[str, bytes]
-    ) -> None:
+    def __init__(self, token: str, store: Store, counters: Counters, memory: MemoryTier) -> None:
         self.token = token
         self.store = store
         self.counters = counters
