@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pkgedge.cache import policy
+from pkgedge.cache import fields, policy
 from pkgedge.cache.entry import Entry
 from pkgedge.cache.keys import vary_names
 from pkgedge.errors import PkgedgeError, UpstreamError
-from pkgedge.http.headers import SURROGATE, Headers, as_map, end_to_end
+from pkgedge.http.headers import Headers, as_map
 from pkgedge.upstream.client import UpstreamResponse
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 #: 5xx answers from the origin that count as errors for stale-if-error.
 ORIGIN_ERRORS = frozenset({500, 502, 503, 504})
-_DROP_STORED = SURROGATE | {"content-length", "age", "transfer-encoding", "set-cookie"}
 _REWRITE_LIMIT = 64 << 20
 
 
@@ -189,7 +188,7 @@ class Fill:
                 default_ttl=edge.settings.default_ttl,
             )
             e = self.stale
-            e.headers = [(n, v) for n, v in merged if n not in _DROP_STORED]
+            e.headers = fields.stored_fields(merged, response_time)
             e.response_time = response_time
             e.initial_age = policy.initial_age(
                 rmap, request_time=request_time, response_time=response_time
@@ -209,13 +208,13 @@ class Fill:
         ok, why = policy.storable(
             "GET", resp.status, self.req_map, rmap, default_ttl=edge.settings.default_ttl
         )
-        stored = [(n, v) for n, v in end_to_end(resp.headers) if n not in _DROP_STORED]
+        stored = fields.stored_fields(resp.headers, response_time)
         stored = edge.rewrite_location(stored, self.origin + self.target)
         if not ok:
             # not stored: the one client it goes to gets every end-to-end field (Set-Cookie
             # included), minus the edge-only ones
             self.headers = edge.rewrite_location(
-                [(n, v) for n, v in end_to_end(resp.headers) if n not in SURROGATE],
+                fields.forwarded_fields(resp.headers, response_time),
                 self.origin + self.target,
             )
             self.why = why

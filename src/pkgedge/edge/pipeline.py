@@ -12,9 +12,10 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from pkgedge.cache import policy
+from pkgedge.cache import fields, policy
 from pkgedge.cache.entry import Entry
 from pkgedge.cache.eviction import S3FIFO
+from pkgedge.cache.invalidate import invalidated_keys
 from pkgedge.cache.keys import cache_path, secondary_key, simple_variant
 from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
@@ -27,8 +28,8 @@ from pkgedge.edge.rewrite import FILE_PREFIX, REWRITABLE, Rewriter
 from pkgedge.errors import PkgedgeError
 from pkgedge.http import response as dl
 from pkgedge.http.headers import (
-    SURROGATE,
     Headers,
+    as_map,
     end_to_end,
     header_block,
     status_line,
@@ -543,7 +544,17 @@ class Edge:
         except PkgedgeError as exc:
             self.counters.add("origin_errors")
             return self.out.error(client, req, exc.status, f"upstream error: {exc}")
-        headers = [(n, v) for n, v in end_to_end(resp.headers) if n not in SURROGATE]
+        if keys := invalidated_keys(
+            req.method,
+            resp.status,
+            req.target,
+            as_map(resp.headers),
+            base=origin + target,
+            host=req.map.get("host"),
+            to_edge=self.rewriter.to_edge,
+        ):
+            self.store.purge_keys(keys)  # RFC 9111 §4.4
+        headers = fields.forwarded_fields(resp.headers, time.time())
         headers = self.rewrite_location(headers, origin + target)
         return await self.out.stream_response(req, client, resp, headers, "pkgedge; fwd=bypass")
 
