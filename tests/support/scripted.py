@@ -20,7 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Reply", "ScriptedOrigin", "Seen", "http_date"]
+import httpx
+
+from .edge import parse_cache_status
+
+__all__ = ["Reply", "ScriptedOrigin", "Seen", "hit", "http_date"]
+
+
+def hit(resp: httpx.Response) -> bool:
+    """Whether the edge answered from cache without contacting the origin (RFC 9211)."""
+    return parse_cache_status(resp.headers.get("cache-status")).get("hit") is True
 
 
 def http_date(ts: float | None = None) -> str:

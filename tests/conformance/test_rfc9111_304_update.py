@@ -1,0 +1,135 @@
+"""RFC 9111 §3.2 and §4.3.4: a 304 updates the stored response's header fields.
+
+Every field of the 304 replaces the stored one of the same name, except framing fields
+(Content-Length), hop-by-hop fields and those its Connection names; the updated fields are what
+the next hit shows, also when the client asked for the revalidation (``max-age=0``,
+``no-cache``).
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from pkgedge.cache.fields import stored_fields
+from pkgedge.cache.policy import freshness, merge_not_modified
+from pkgedge.http.headers import as_map
+from support.scripted import Reply, ScriptedOrigin, Seen, http_date
+
+PATH = "/simple/p/"
+STORED = [
+    ("cache-control", "max-age=3600"),
+    ("etag", '"v1"'),
+    ("x-version", "1"),
+    ("content-type", "text/plain"),
+]
+
+
+# -- the pure merge ------------------------------------------------------------------------
+
+
+def test_rfc9111_3_2_every_field_but_framing_is_updated() -> None:
+    merged = as_map(
+        merge_not_modified(
+            STORED,
+            {
+                "x-version": "2",
+                "cache-control": "max-age=10",
+                "content-length": "999",
+                "content-type": "text/html",
+                "x-new": "yes",
+            },
+        )
+    )
+    assert merged["x-version"] == "2"
+    assert merged["cache-control"] == "max-age=10"
+    assert merged["content-type"] == "text/html"
+    assert merged["x-new"] == "yes"
+    assert "content-length" not in merged
+
+
+def test_rfc9111_3_2_connection_named_and_hop_by_hop_fields_are_not_merged() -> None:
+    merged = as_map(
+        merge_not_modified(
+            STORED, {"connection": "x-hop", "x-hop": "1", "keep-alive": "timeout=5", "x-ok": "1"}
+        )
+    )
+    assert "x-hop" not in merged and "keep-alive" not in merged and "connection" not in merged
+    assert merged["x-ok"] == "1"
+
+
+def test_rfc9111_3_2_updated_cache_control_drives_freshness() -> None:
+    merged = merge_not_modified(STORED, {"cache-control": "no-cache"})
+    fr = freshness(200, as_map(merged), response_time=1000.0)
+    assert fr.no_cache and fr.lifetime == 0.0
+
+
+def test_rfc9111_3_1_qualified_no_cache_field_of_a_304_is_not_stored() -> None:
+    merged = merge_not_modified(
+        STORED, {"cache-control": 'max-age=60, no-cache="x-secret"', "x-secret": "s"}
+    )
+    kept = as_map(stored_fields(merged, 1000.0))
+    assert "x-secret" not in kept and kept["x-version"] == "1"
+
+
+# -- through a real edge -------------------------------------------------------------------
+
+
+def _script(origin: ScriptedOrigin, update: list[tuple[str, str]]) -> None:
+    first = Reply(
+        200,
+        [
+            ("Date", http_date()),
+            ("Cache-Control", "max-age=3600"),
+            ("ETag", '"v1"'),
+            ("X-Version", "1"),
+            ("Content-Type", "text/plain"),
+        ],
+        b"body",
+    )
+
+    def revalidate(seen: Seen) -> Reply:
+        assert seen.get("if-none-match") == '"v1"', seen.headers
+        return Reply(304, [("Date", http_date()), ("ETag", '"v1"'), *update])
+
+    origin.script("GET", PATH, first, revalidate)
+
+
+@pytest.mark.parametrize("directive", ["max-age=0", "no-cache"])
+def test_rfc9111_4_3_4_client_triggered_revalidation_updates_stored_fields(
+    origin: ScriptedOrigin, client: httpx.Client, directive: str
+) -> None:
+    _script(origin, [("X-Version", "2"), ("Cache-Control", "max-age=3600")])
+    assert client.get(PATH).headers["x-version"] == "1"
+    again = client.get(PATH, headers={"Cache-Control": directive})
+    assert origin.count("GET", PATH) == 2  # the edge revalidated
+    assert again.status_code == 200 and again.content == b"body"
+    assert again.headers["x-version"] == "2"
+    later = client.get(PATH)
+    assert origin.count("GET", PATH) == 2  # a hit
+    assert later.headers["x-version"] == "2"
+    assert later.content == b"body"
+
+
+def test_rfc9111_3_2_framing_fields_of_a_304_are_not_taken(
+    origin: ScriptedOrigin, client: httpx.Client
+) -> None:
+    # a 304 may carry Content-Length; the stored body (4 bytes) is what counts
+    _script(origin, [("X-Version", "2"), ("Content-Length", "999")])
+    client.get(PATH)
+    again = client.get(PATH, headers={"Cache-Control": "max-age=0"})
+    assert again.headers["content-length"] == "4" and again.content == b"body"
+    assert again.headers["x-version"] == "2"
+
+
+def test_rfc9111_4_3_4_updated_cache_control_is_used_for_later_requests(
+    origin: ScriptedOrigin, client: httpx.Client
+) -> None:
+    # the 304 turns the response into no-cache: every later request is revalidated
+    _script(origin, [("Cache-Control", "no-cache")])
+    client.get(PATH)
+    client.get(PATH, headers={"Cache-Control": "max-age=0"})
+    assert origin.count("GET", PATH) == 2
+    later = client.get(PATH)
+    assert later.headers["cache-control"] == "no-cache"
+    assert origin.count("GET", PATH) == 3
