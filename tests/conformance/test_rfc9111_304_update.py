@@ -14,7 +14,8 @@ import pytest
 from pkgedge.cache.fields import stored_fields
 from pkgedge.cache.policy import freshness, merge_not_modified
 from pkgedge.http.headers import as_map
-from support.scripted import Reply, ScriptedOrigin, Seen, http_date
+from pkgedge.http.response import response_head
+from support.scripted import Reply, ScriptedOrigin, Seen, hit, http_date
 
 PATH = "/simple/p/"
 STORED = [
@@ -133,3 +134,43 @@ def test_rfc9111_4_3_4_updated_cache_control_is_used_for_later_requests(
     later = client.get(PATH)
     assert later.headers["cache-control"] == "no-cache"
     assert origin.count("GET", PATH) == 3
+
+
+def test_rfc9111_3_2_edge_only_fields_are_stored_but_never_sent() -> None:
+    raw = [("cdn-cache-control", "max-age=60"), ("surrogate-control", "max-age=9"), ("a", "1")]
+    kept = stored_fields(raw, 1000.0)
+    assert ("cdn-cache-control", "max-age=60") in kept and (
+        "surrogate-control",
+        "max-age=9",
+    ) in kept
+    head = response_head(200, kept, length=0, age=0, cache_status="pkgedge; hit").lower()
+    assert b"cdn-cache-control" not in head and b"surrogate-control" not in head
+    assert b"\r\na: 1\r\n" in head
+
+
+@pytest.mark.parametrize(
+    "edge_field",
+    [
+        ("CDN-Cache-Control", "max-age=3600"),
+        ("Pkgedge-CDN-Cache-Control", "max-age=3600"),
+        ("Surrogate-Control", "max-age=3600"),
+    ],
+)
+def test_rfc9111_3_2_a_304_without_edge_fields_keeps_the_stored_ones(
+    origin: ScriptedOrigin, client: httpx.Client, edge_field: tuple[str, str]
+) -> None:
+    # Cache-Control alone would make every request a revalidation; the stored edge-only
+    # field gives an hour, and a 304 that does not repeat it does not take it away
+    first = Reply(
+        200,
+        [("Date", http_date()), ("Cache-Control", "max-age=0"), ("ETag", '"v1"'), edge_field],
+        b"body",
+    )
+    origin.script("GET", PATH, first, Reply(304, [("Date", http_date()), ("ETag", '"v1"')]))
+    client.get(PATH)
+    assert hit(client.get(PATH))
+    client.get(PATH, headers={"Cache-Control": "max-age=0"})  # revalidated: 304
+    assert origin.count("GET", PATH) == 2
+    later = client.get(PATH)
+    assert hit(later) and origin.count("GET", PATH) == 2
+    assert edge_field[0].lower() not in later.headers

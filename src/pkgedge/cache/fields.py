@@ -4,8 +4,10 @@
   ``CDN-Cache-Control``. The first with a valid, non-empty value *is* the response's cache
   policy for the edge: Cache-Control, Expires and Surrogate-Control are then ignored
   (RFC 9213 §2.1). Without one, Surrogate-Control and Cache-Control apply as
-  :mod:`pkgedge.cache.policy` describes. Targeted fields are edge-only: never stored, never
-  sent to clients (like Surrogate-Control).
+  :mod:`pkgedge.cache.policy` describes. Targeted fields are edge-only, like Surrogate-*: they
+  are stored (a 304 that leaves them out must not change the edge's policy, RFC 9111 §3.2) but
+  never sent to clients (:data:`pkgedge.http.response.OWN_FIELDS` removes them from every
+  response head; :func:`forwarded_fields` drops them too).
 * RFC 9110 §7.6.1: fields named in Connection are hop-by-hop: never forwarded nor stored.
 * RFC 9111 §5.2.2.4 / §5.2.2.7: fields named by ``no-cache="..."`` or ``private="..."`` are
   not stored, so they are never reused without revalidation (the rest of the response is).
@@ -19,7 +21,7 @@ from collections.abc import Iterable, Mapping
 
 from pkgedge.http.cachecontrol import parse_cache_control
 from pkgedge.http.dates import format_http_date
-from pkgedge.http.headers import SURROGATE, Headers, as_map, end_to_end
+from pkgedge.http.headers import EDGE_ONLY, TARGETED, Headers, as_map, end_to_end
 
 __all__ = [
     "EDGE_ONLY",
@@ -30,12 +32,8 @@ __all__ = [
     "unstored_names",
 ]
 
-#: RFC 9213 target list of this edge, most specific first.
-TARGETED = ("pkgedge-cdn-cache-control", "cdn-cache-control")
-#: Response fields that steer the edge and never reach clients.
-EDGE_ONLY = SURROGATE | frozenset(TARGETED)
 #: Never stored: framing (the edge writes its own), Age (recomputed), Set-Cookie (shared).
-_NOT_STORED = EDGE_ONLY | {"content-length", "age", "transfer-encoding", "set-cookie"}
+_NOT_STORED = frozenset({"content-length", "age", "transfer-encoding", "set-cookie"})
 _IGNORED_WHEN_TARGETED = frozenset({"cache-control", "expires", "surrogate-control"})
 
 

@@ -8,7 +8,7 @@ Choices where the RFCs leave room:
 * RFC 9213 targeted fields come first: ``Pkgedge-CDN-Cache-Control``, then ``CDN-Cache-Control``
   (:func:`pkgedge.cache.fields.effective`). The first with a valid, non-empty value replaces
   Cache-Control, and Expires and Surrogate-Control are then ignored. Targeted fields and
-  Surrogate-Control are edge-only: stripped before storing and before clients.
+  Surrogate-* are edge-only: stored (a 304 may leave them out), never sent to clients.
 * Surrogate-Control (edge-only, used when no targeted field is) outranks Cache-Control for the
   lifetime and stale-* windows; an invalid Surrogate-Control ``max-age`` is ignored (as RFC 9213
   does for targeted fields), an invalid ``max-age``/``s-maxage``/``Expires`` makes the response
