@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from pkgedge.cache.fields import stored_fields
-from pkgedge.cache.policy import freshness, merge_not_modified
+from pkgedge.cache.policy import freshness, merge_not_modified, not_modified_selects
 from pkgedge.http.headers import as_map
 from pkgedge.http.response import response_head
 from support.scripted import Reply, ScriptedOrigin, Seen, hit, http_date
@@ -174,3 +174,52 @@ def test_rfc9111_3_2_a_304_without_edge_fields_keeps_the_stored_ones(
     later = client.get(PATH)
     assert hit(later) and origin.count("GET", PATH) == 2
     assert edge_field[0].lower() not in later.headers
+
+
+@pytest.mark.parametrize(
+    ("stored_etag", "etag304", "selects"),
+    [
+        ('"v1"', '"v1"', True),
+        ('"v1"', '"v2"', False),
+        ('"v1"', 'W/"v1"', True),  # weak comparison for a weak validator
+        ('W/"v1"', 'W/"v1"', True),
+        ('W/"v1"', '"v1"', False),  # a strong validator needs the same strong one stored
+        (None, '"v1"', False),
+        ('"v1"', None, True),  # no validator in the 304: the edge asked about this one
+    ],
+)
+def test_rfc9111_4_3_4_which_stored_response_a_304_selects(
+    stored_etag: str | None, etag304: str | None, selects: bool
+) -> None:
+    stored = {"etag": stored_etag} if stored_etag else {}
+    fresh = {"etag": etag304} if etag304 else {}
+    assert not_modified_selects(stored, fresh) is selects
+
+
+def test_rfc9111_4_3_4_edge_refetches_when_the_304_is_for_another_representation(
+    origin: ScriptedOrigin, client: httpx.Client
+) -> None:
+    def headers(etag: str, version: str) -> list[tuple[str, str]]:
+        return [
+            ("Date", http_date()),
+            ("Cache-Control", "max-age=3600"),
+            ("ETag", etag),
+            ("X-Version", version),
+        ]
+
+    origin.script(
+        "GET",
+        PATH,
+        Reply(200, headers('"v1"', "1"), b"old"),
+        Reply(304, headers('"v2"', "2")),
+        Reply(200, headers('"v2"', "2"), b"new"),
+    )
+    client.get(PATH)
+    again = client.get(PATH, headers={"Cache-Control": "max-age=0"})
+    assert again.content == b"new" and again.headers["x-version"] == "2"
+    seen = origin.requests("GET", PATH)
+    assert len(seen) == 3
+    assert seen[1].get("if-none-match") == '"v1"'
+    assert seen[2].get("if-none-match") is None  # the whole object, unconditionally
+    later = client.get(PATH)
+    assert hit(later) and later.content == b"new"

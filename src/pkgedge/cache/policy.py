@@ -32,6 +32,9 @@ Choices where the RFCs leave room:
 * A 304 updates every stored field except framing (Content-Length, -Encoding, -Range),
   hop-by-hop and Connection-named fields, Set-Cookie and the fields its ``no-cache="f"`` /
   ``private="f"`` name; so does a revalidation the client asked for (``max-age=0``, ``no-cache``).
+  A 304 whose entity tag is not the stored one's (§4.3.4) updates nothing: the object is
+  fetched again, unconditionally. A 304 without an entity tag updates the stored response
+  the edge asked about (stricter: only when that response has no validator either).
 * Heuristic and default lifetimes apply to :data:`HEURISTIC_STATUSES` only, even when ``public``.
 * Set-Cookie from a 304 is never merged into a stored response (it would be shared).
 """
@@ -44,7 +47,7 @@ from dataclasses import dataclass
 
 from pkgedge.cache.fields import effective
 from pkgedge.http.cachecontrol import DELTA_SECONDS_MAX, delta_seconds, parse_cache_control
-from pkgedge.http.conditional import client_not_modified, if_range_matches
+from pkgedge.http.conditional import client_not_modified, etag_of, if_range_matches
 from pkgedge.http.dates import parse_http_date
 from pkgedge.http.headers import HOP_BY_HOP
 
@@ -62,6 +65,7 @@ __all__ = [
     "initial_age",
     "lookup_verdict",
     "merge_not_modified",
+    "not_modified_selects",
     "request_directives",
     "storable",
 ]
@@ -344,6 +348,21 @@ def conditional_headers(stored: Mapping[str, str]) -> dict[str, str]:
     if modified and parse_http_date(modified) is not None:
         out["if-modified-since"] = modified
     return out
+
+
+def not_modified_selects(stored: Mapping[str, str], fresh304: Mapping[str, str]) -> bool:
+    """RFC 9111 §4.3.4: does a 304 update the stored response it revalidated?
+
+    With a strong entity tag the stored one must be the same strong tag; with a weak one the
+    opaque tags must match (weak comparison). A 304 without an entity tag updates it: the
+    edge's conditional request carried only this stored response's validators (the RFC's
+    stricter rule for validator-less 304s would refetch for origins that omit them).
+    """
+    new = etag_of(fresh304)
+    if new is None:
+        return True
+    old = etag_of(stored)
+    return old is not None and old[1] == new[1] and (new[0] or not old[0])
 
 
 def merge_not_modified(

@@ -178,6 +178,15 @@ class Fill:
         self.initial_age = policy.initial_age(
             rmap, request_time=request_time, response_time=response_time
         )
+        stale = self.stale
+        if (
+            stale is not None
+            and resp.status == 304
+            and not policy.not_modified_selects(as_map(stale.headers), rmap)
+        ):
+            resp.release()  # RFC 9111 §4.3.4: a 304 for another representation
+            self.stale = None
+            return await self._fetch(tmp)  # fetch it whole, unconditionally
         if self.stale is not None and resp.status == 304 and self.stale_key is not None:
             resp.release()
             merged = policy.merge_not_modified(self.stale.headers, rmap)

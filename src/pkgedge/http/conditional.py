@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from pkgedge.http.dates import parse_http_date
 
-__all__ = ["client_not_modified", "if_range_matches"]
+__all__ = ["client_not_modified", "etag_of", "if_range_matches"]
 
 _METHODS = frozenset({"GET", "HEAD"})
 
@@ -45,7 +45,8 @@ def _etags(value: str) -> list[tuple[bool, str]]:
     return tags
 
 
-def _etag(resp: Mapping[str, str]) -> tuple[bool, str] | None:
+def etag_of(resp: Mapping[str, str]) -> tuple[bool, str] | None:
+    """The response's entity tag as (weak, opaque), or None."""
     tags = _etags(resp.get("etag", ""))
     return tags[0] if tags else None
 
@@ -62,7 +63,7 @@ def client_not_modified(method: str, req: Mapping[str, str], resp: Mapping[str, 
     if inm:
         if inm == "*":
             return True
-        etag = _etag(resp)
+        etag = etag_of(resp)
         return etag is not None and any(opaque == etag[1] for _, opaque in _etags(inm))
     since = _date(req, "if-modified-since")
     modified = _date(resp, "last-modified")
@@ -79,7 +80,7 @@ def if_range_matches(if_range: str, resp: Mapping[str, str]) -> bool:
     value = if_range.strip()
     if value.startswith(('"', 'W/"', 'w/"')):
         tags = _etags(value)
-        etag = _etag(resp)
+        etag = etag_of(resp)
         if len(tags) != 1 or tags[0][0] or etag is None or etag[0]:
             return False
         return tags[0][1] == etag[1]
