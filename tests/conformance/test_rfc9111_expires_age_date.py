@@ -66,6 +66,14 @@ def test_rfc9110_6_6_1_date_is_added_when_missing_on_stored_and_forwarded() -> N
         assert ("date", format_http_date(NOW)) in out
 
 
+@pytest.mark.parametrize("bad", [["garbage"], ["0"], [format_http_date(NOW - 5)] * 2])
+def test_rfc9110_6_6_1_an_invalid_date_is_replaced_by_the_time_received(bad: list[str]) -> None:
+    raw = [("date", v) for v in bad] + [("x", "1")]
+    for out in (stored_fields(raw, NOW), forwarded_fields(raw, NOW)):
+        assert [v for n, v in out if n == "date"] == [format_http_date(NOW)]
+        assert ("x", "1") in out
+
+
 def test_rfc9110_6_6_1_an_origin_date_is_kept() -> None:
     origin_date = format_http_date(NOW - 100)
     raw = [("date", origin_date)]

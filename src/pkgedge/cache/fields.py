@@ -12,7 +12,7 @@
 * RFC 9111 §5.2.2.4 / §5.2.2.7: fields named by ``no-cache="..."`` or ``private="..."`` are
   not stored, so they are never reused without revalidation (the rest of the response is).
 * RFC 9110 §6.6.1: a response without Date gets one (the time it was received) when it is
-  stored or forwarded.
+  stored or forwarded; an invalid Date (or several) is replaced likewise (the RFC's MAY).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from pkgedge.http.cachecontrol import parse_cache_control
-from pkgedge.http.dates import format_http_date
+from pkgedge.http.dates import format_http_date, parse_http_date
 from pkgedge.http.headers import EDGE_ONLY, TARGETED, Headers, as_map, end_to_end
 
 __all__ = [
@@ -78,6 +78,8 @@ def forwarded_fields(headers: Iterable[tuple[str, str]], received: float) -> Hea
 
 
 def _with_date(headers: Headers, received: float) -> Headers:
-    if any(n == "date" for n, _ in headers):
+    dates = [v for n, v in headers if n == "date"]
+    if len(dates) == 1 and parse_http_date(dates[0]) is not None:
         return headers
-    return [*headers, ("date", format_http_date(received))]
+    # missing (MUST add), or invalid or repeated (MAY replace): the time it was received
+    return [*(h for h in headers if h[0] != "date"), ("date", format_http_date(received))]
