@@ -38,7 +38,7 @@ from support.edge import EdgeProcess
 from support.upstream import LoggedRequest, UpstreamIndex
 
 #: The edge's own Allow on a 405 (``pkgedge.server.protocol.ALLOW_HEADER``).
-EDGE_ALLOW = "GET, HEAD, POST, DELETE, OPTIONS"
+EDGE_ALLOW = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 #: Once the expected responses are in: read until the edge closes, or until it has been silent
 #: this long (then the connection counts as kept open). Before that, wait up to FIRST_BYTE.
 IDLE = 0.3
@@ -453,8 +453,8 @@ CORPUS: list[Case] = [
     # -- methods ---------------------------------------------------------------------------
     rejected("trace", req(b"TRACE"), 405, allow=EDGE_ALLOW),
     rejected(
-        "put",
-        req(b"PUT", headers=b"Content-Length: 0\r\n"),
+        "propfind",
+        req(b"PROPFIND", headers=b"Content-Length: 0\r\n"),
         405,
         allow=EDGE_ALLOW,
     ),

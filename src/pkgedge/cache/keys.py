@@ -87,10 +87,17 @@ def simple_variant(accept: str | None) -> str:
     return "html"
 
 
+_LIST_OWS = re.compile(r"[ \t]*,[ \t]*")
+
+
 def vary_value(name: str, req: Mapping[str, str], path: str) -> str:
+    """A selecting field's value, normalised as RFC 9111 §4.1 allows: outer whitespace and
+    whitespace around commas removed, so ``a,b``, ``a , b`` and two lines ``a`` and ``b``
+    (joined ``a, b``) match."""
     if name == "accept" and path.startswith("/simple"):
         return simple_variant(req.get("accept"))
-    return req.get(name, "").strip()
+    value = req.get(name, "").strip(" \t")
+    return _LIST_OWS.sub(",", value) if "," in value else value
 
 
 def secondary_key(

@@ -5,17 +5,36 @@ are plain float seconds passed in by the caller (no clock is read here).
 
 Choices where the RFCs leave room:
 
-* Surrogate-Control (edge-only) outranks Cache-Control for the lifetime and stale-* windows; an
-  invalid Surrogate-Control ``max-age`` is ignored (as RFC 9213 does for targeted fields), an
-  invalid ``max-age``/``s-maxage``/``Expires`` makes the response already stale (§4.2.1, §5.3).
+* RFC 9213 targeted fields come first: ``Pkgedge-CDN-Cache-Control``, then ``CDN-Cache-Control``
+  (:func:`pkgedge.cache.fields.effective`). The first with a valid, non-empty value replaces
+  Cache-Control, and Expires and Surrogate-Control are then ignored. Targeted fields and
+  Surrogate-* are edge-only: stored (a 304 may leave them out), never sent to clients.
+* Surrogate-Control (edge-only, used when no targeted field is) outranks Cache-Control for the
+  lifetime and stale-* windows; an invalid Surrogate-Control ``max-age`` is ignored (as RFC 9213
+  does for targeted fields), an invalid ``max-age``/``s-maxage``/``Expires`` makes the response
+  already stale (§4.2.1, §5.3).
 * must-revalidate, proxy-revalidate and s-maxage (§5.2.2.10) forbid serving stale, except in
   stale-while-revalidate/stale-if-error windows the origin sent explicitly (RFC 5861 §4,
   "regardless of other freshness information"). ``Freshness.swr``/``sie`` are therefore non-zero
   only when explicit, and are authoritative; callers adding a configured default window must do
   so only when ``must_revalidate`` is false. ``max-stale`` never beats must_revalidate/no_cache.
-* Any ``private`` (also ``private="f"``) is unstorable; ``no-cache="f"`` (with field names) does
-  not set ``no_cache``. A no-cache response with no other freshness is stored only with a
-  validator, as it is only ever reused through a conditional request.
+* A bare ``private`` is unstorable. ``private="f"`` (§5.2.2.7) and ``no-cache="f"`` (§5.2.2.4)
+  with field names neither forbid storing nor set ``no_cache``: the named fields are dropped
+  from what is stored (:func:`pkgedge.cache.fields.stored_fields`), so they are never reused
+  (the client whose request filled the cache does not get them either). A no-cache response
+  with no other freshness is stored only with a validator, as it is only ever reused through a
+  conditional request.
+* ``must-understand`` (§5.2.2.3): with a status in :data:`UNDERSTOOD_STATUSES` the response's
+  own ``no-store`` is ignored; with any other status it is never stored. Surrogate-Control
+  ``no-store`` and request ``no-store`` still forbid storing.
+* A 206 is never stored (the edge fetches whole objects and answers ranges itself); a 206 the
+  origin sends anyway is passed to that client only.
+* A 304 updates every stored field except framing (Content-Length, -Encoding, -Range),
+  hop-by-hop and Connection-named fields, Set-Cookie and the fields its ``no-cache="f"`` /
+  ``private="f"`` name; so does a revalidation the client asked for (``max-age=0``, ``no-cache``).
+  A 304 whose entity tag is not the stored one's (§4.3.4) updates nothing: the object is
+  fetched again, unconditionally. A 304 without an entity tag updates the stored response
+  the edge asked about (stricter: only when that response has no validator either).
 * Heuristic and default lifetimes apply to :data:`HEURISTIC_STATUSES` only, even when ``public``.
 * Set-Cookie from a 304 is never merged into a stored response (it would be shared).
 """
@@ -26,12 +45,15 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pkgedge.cache.fields import effective
 from pkgedge.http.cachecontrol import DELTA_SECONDS_MAX, delta_seconds, parse_cache_control
+from pkgedge.http.conditional import client_not_modified, etag_of, if_range_matches
 from pkgedge.http.dates import parse_http_date
 from pkgedge.http.headers import HOP_BY_HOP
 
 __all__ = [
     "HEURISTIC_STATUSES",
+    "UNDERSTOOD_STATUSES",
     "Freshness",
     "RequestDirectives",
     "Verdict",
@@ -43,6 +65,7 @@ __all__ = [
     "initial_age",
     "lookup_verdict",
     "merge_not_modified",
+    "not_modified_selects",
     "request_directives",
     "storable",
 ]
@@ -50,6 +73,14 @@ __all__ = [
 #: RFC 9110 §15.1: status codes that are heuristically cacheable.
 HEURISTIC_STATUSES: frozenset[int] = frozenset(
     {200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501}
+)
+
+#: RFC 9111 §5.2.2.3: final statuses whose caching requirements this cache implements (all
+#: of RFC 9110 §15 except 206, which it never stores, and 304, which updates instead).
+UNDERSTOOD_STATUSES: frozenset[int] = frozenset(
+    {200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 307, 308}
+    | set(range(400, 418))
+    | {421, 422, 426, 500, 501, 502, 503, 504, 505}
 )
 
 _METHODS = frozenset({"GET", "HEAD"})
@@ -120,11 +151,15 @@ def storable(
     # 1xx are not final, 206 is partial (we store full objects), 304 updates instead (§4.3.4).
     if status < 200 or status > 599 or status in (206, 304):
         return False, "status"
+    resp = effective(resp)
     cc, sc = _cc(resp), _sc(resp)
-    if "no-store" in _cc(req) or "no-store" in cc or "no-store" in sc:
+    understood = "must-understand" in cc and status in UNDERSTOOD_STATUSES
+    if "must-understand" in cc and not understood:
+        return False, "must-understand"  # §5.2.2.3
+    if "no-store" in _cc(req) or ("no-store" in cc and not understood) or "no-store" in sc:
         return False, "no-store"
-    if "private" in cc:
-        return False, "private"
+    if "private" in cc and not (cc["private"] or "").strip():
+        return False, "private"  # private="f": stored without f (cache/fields.py)
     if "authorization" in req and not (
         "public" in cc or "s-maxage" in cc or "must-revalidate" in cc
     ):
@@ -203,6 +238,7 @@ def freshness(
     > heuristic (10% of ``Date - Last-Modified``, ≤ 1 day) > ``default_ttl``; the last two only
     for :data:`HEURISTIC_STATUSES`. A missing or invalid Date is taken as ``response_time``.
     """
+    resp = effective(resp)
     cc, sc = _cc(resp), _sc(resp)
     date = _date(resp, "date")
     if date is None:
@@ -314,6 +350,21 @@ def conditional_headers(stored: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def not_modified_selects(stored: Mapping[str, str], fresh304: Mapping[str, str]) -> bool:
+    """RFC 9111 §4.3.4: does a 304 update the stored response it revalidated?
+
+    With a strong entity tag the stored one must be the same strong tag; with a weak one the
+    opaque tags must match (weak comparison). A 304 without an entity tag updates it: the
+    edge's conditional request carried only this stored response's validators (the RFC's
+    stricter rule for validator-less 304s would refetch for origins that omit them).
+    """
+    new = etag_of(fresh304)
+    if new is None:
+        return True
+    old = etag_of(stored)
+    return old is not None and old[1] == new[1] and (new[0] or not old[0])
+
+
 def merge_not_modified(
     stored: list[tuple[str, str]], fresh304: Mapping[str, str]
 ) -> list[tuple[str, str]]:
@@ -341,74 +392,3 @@ def merge_not_modified(
         out.append((name, value))
     out.extend((name, value) for name, value in updates.items() if name not in done)
     return out
-
-
-def _etags(value: str) -> list[tuple[bool, str]]:
-    """Entity tags in a field value → [(weak, opaque)]. Commas inside quotes are kept; a bare
-    (unquoted) tag from a non-conforming peer is taken as its own opaque value."""
-    tags: list[tuple[bool, str]] = []
-    i, n = 0, len(value)
-    while i < n:
-        if value[i] in " \t,":
-            i += 1
-            continue
-        weak = value.startswith(("W/", "w/"), i)
-        if weak:
-            i += 2
-        if i < n and value[i] == '"':
-            end = value.find('"', i + 1)
-            end = n if end < 0 else end
-            tags.append((weak, value[i + 1 : end]))
-            i = end + 1
-        else:
-            end = value.find(",", i)
-            end = n if end < 0 else end
-            tags.append((weak, value[i:end].strip()))
-            i = end
-    return tags
-
-
-def _etag(resp: Mapping[str, str]) -> tuple[bool, str] | None:
-    tags = _etags(resp.get("etag", ""))
-    return tags[0] if tags else None
-
-
-def client_not_modified(method: str, req: Mapping[str, str], resp: Mapping[str, str]) -> bool:
-    """RFC 9110 §13.1.2/§13.1.3: should this GET/HEAD be answered with 304?
-
-    If-None-Match uses weak comparison (``*`` matches any stored response); If-Modified-Since is
-    looked at only without If-None-Match. The caller applies this to 2xx responses only.
-    """
-    if method not in _METHODS:
-        return False
-    inm = req.get("if-none-match", "").strip()
-    if inm:
-        if inm == "*":
-            return True
-        etag = _etag(resp)
-        return etag is not None and any(opaque == etag[1] for _, opaque in _etags(inm))
-    since = _date(req, "if-modified-since")
-    modified = _date(resp, "last-modified")
-    return since is not None and modified is not None and modified <= since
-
-
-def if_range_matches(if_range: str, resp: Mapping[str, str]) -> bool:
-    """RFC 9110 §13.1.5: may a Range be honoured for this If-Range value?
-
-    An entity tag must match strongly (weak tags never match). A date must equal Last-Modified
-    exactly, and Last-Modified must be strong: at least one second before Date when Date is
-    present (RFC 9110 §8.8.2.2).
-    """
-    value = if_range.strip()
-    if value.startswith(('"', 'W/"', 'w/"')):
-        tags = _etags(value)
-        etag = _etag(resp)
-        if len(tags) != 1 or tags[0][0] or etag is None or etag[0]:
-            return False
-        return tags[0][1] == etag[1]
-    since = parse_http_date(value)
-    modified = _date(resp, "last-modified")
-    if since is None or modified is None or since != modified:
-        return False
-    date = _date(resp, "date")
-    return date is None or date - modified >= 1.0

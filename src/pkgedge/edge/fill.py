@@ -16,20 +16,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pkgedge.cache import policy
+from pkgedge.cache import fields, policy
 from pkgedge.cache.entry import Entry
 from pkgedge.cache.keys import vary_names
 from pkgedge.cache.store import Store
 from pkgedge.edge.backend import Backend
 from pkgedge.edge.busy import BusyObject, BusyState, State
 from pkgedge.errors import PkgedgeError, UpstreamError
-from pkgedge.http.headers import SURROGATE, Headers, as_map, end_to_end
+from pkgedge.http.headers import Headers, as_map
 from pkgedge.stats.counters import Counters
 from pkgedge.upstream.client import UpstreamResponse
 
 #: 5xx answers from the origin that count as errors for stale-if-error.
 ORIGIN_ERRORS = frozenset({500, 502, 503, 504})
-_DROP_STORED = SURROGATE | {"content-length", "age", "transfer-encoding", "set-cookie"}
 _REWRITE_LIMIT = 64 << 20
 
 
@@ -173,6 +172,15 @@ class Fill(BusyState):
             rmap, request_time=request_time, response_time=response_time
         )
         page_url = self.origin + self.target
+        stale = self.stale
+        if (
+            stale is not None
+            and resp.status == 304
+            and not policy.not_modified_selects(as_map(stale.headers), rmap)
+        ):
+            resp.release()  # RFC 9111 §4.3.4: a 304 for another representation
+            self.stale = None
+            return await self._fetch()  # fetch it whole, unconditionally
         if self.stale is not None and resp.status == 304 and self.stale_key is not None:
             resp.release()
             self._refresh(self.stale, self.stale_key, rmap)
@@ -189,14 +197,14 @@ class Fill(BusyState):
             # not stored: the one client it goes to gets every end-to-end field (Set-Cookie
             # included), minus the edge-only ones
             self.headers = backend.rewrite_location(
-                [(n, v) for n, v in end_to_end(resp.headers) if n not in SURROGATE], page_url
+                fields.forwarded_fields(resp.headers, response_time), page_url
             )
             self.why = why
             self._pass = resp
             self.state = State.PASS
             self._publish("pass")
             return
-        stored = [(n, v) for n, v in end_to_end(resp.headers) if n not in _DROP_STORED]
+        stored = fields.stored_fields(resp.headers, response_time)
         self.headers = backend.rewrite_location(stored, page_url)
         clen = rmap.get("content-length")
         self.length = int(clen) if clen and clen.isdigit() else None
@@ -267,7 +275,7 @@ class Fill(BusyState):
             response_time=self.response_time,
             default_ttl=self.fills.default_ttl,
         )
-        e.headers = [(n, v) for n, v in merged if n not in _DROP_STORED]
+        e.headers = fields.stored_fields(merged, self.response_time)
         e.response_time = self.response_time
         e.initial_age = self.initial_age
         e.lifetime, e.swr, e.sie = fr.lifetime, fr.swr, fr.sie

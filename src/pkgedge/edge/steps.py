@@ -11,15 +11,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from pkgedge.cache import policy
+from pkgedge.cache import fields, policy
 from pkgedge.cache.entry import Entry
+from pkgedge.cache.invalidate import invalidated_keys
 from pkgedge.cache.keys import cache_path, simple_variant
 from pkgedge.edge.busy import BusyObject, State
 from pkgedge.edge.context import Ctx
 from pkgedge.edge.fill import FetchSpec, RemoteFill
 from pkgedge.edge.phases import Phase
 from pkgedge.errors import PkgedgeError
-from pkgedge.http.headers import SURROGATE, end_to_end
+from pkgedge.http.headers import as_map
 from pkgedge.http.response import error_response
 
 if TYPE_CHECKING:
@@ -284,7 +285,17 @@ async def _pass_fetch(p: Pipeline, ctx: Ctx) -> Phase:
     except PkgedgeError as exc:
         p.counters.add("origin_errors")
         return ctx.fail(exc.status, f"upstream error: {exc}")
-    headers = [(n, v) for n, v in end_to_end(resp.headers) if n not in SURROGATE]
+    if keys := invalidated_keys(
+        req.method,
+        resp.status,
+        req.target,
+        as_map(resp.headers),
+        base=ctx.origin + ctx.target,
+        host=req.map.get("host"),
+        to_edge=p.backend.rewriter.to_edge,
+    ):
+        p.store.purge_keys(keys)  # RFC 9111 §4.4: an unsafe method changed these
+    headers = fields.forwarded_fields(resp.headers, time.time())
     ctx.pass_headers = p.backend.rewrite_location(headers, ctx.origin + ctx.target)
     ctx.response = resp
     ctx.cache_status = "pkgedge; fwd=bypass"

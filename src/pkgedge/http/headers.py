@@ -21,6 +21,10 @@ HOP_BY_HOP = frozenset(
 
 #: Edge-only response fields: they steer the edge and are removed before clients see them.
 SURROGATE = frozenset({"surrogate-control", "surrogate-key"})
+#: RFC 9213 targeted cache-control fields this edge obeys, most specific first.
+TARGETED = ("pkgedge-cdn-cache-control", "cdn-cache-control")
+#: Every edge-only response field: stored (a 304 may leave them out), never sent to clients.
+EDGE_ONLY = SURROGATE | frozenset(TARGETED)
 
 Headers = list[tuple[str, str]]
 

@@ -7,7 +7,7 @@ import re
 
 import brotli
 
-from pkgedge.http.headers import Headers, header_block, status_line
+from pkgedge.http.headers import EDGE_ONLY, Headers, header_block, status_line
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
@@ -21,8 +21,9 @@ COMPRESSIBLE = (
 )
 MIN_COMPRESS = 256
 
-#: Fields never sent to clients from a stored object: the edge writes its own.
-OWN_FIELDS = frozenset({"content-length", "age", "cache-status", "transfer-encoding"})
+#: Fields never sent to clients: the edge writes its own, and edge-only fields (Surrogate-*,
+#: RFC 9213 targeted fields) are kept in stored objects but are for the edge alone.
+OWN_FIELDS = frozenset({"content-length", "age", "cache-status", "transfer-encoding"}) | EDGE_ONLY
 
 
 class RangeNotSatisfiable(Exception):

@@ -23,8 +23,8 @@ from pkgedge.stats.counters import Counters
 
 MAX_PIPELINE = 32
 #: Methods the edge relays at all; anything else is answered 405 (TRACE/CONNECT included).
-ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "DELETE", "OPTIONS"})
-ALLOW_HEADER = "GET, HEAD, POST, DELETE, OPTIONS"
+ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+ALLOW_HEADER = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 _HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$")
 
 
