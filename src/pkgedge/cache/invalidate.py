@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 
 from pkgedge.cache.keys import cache_path
 
-__all__ = ["SAFE_METHODS", "invalidated_keys", "invalidated_paths"]
+__all__ = ["SAFE_METHODS", "invalidated_paths"]
 
 #: RFC 9110 §9.2.1.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -72,18 +72,3 @@ def invalidated_paths(
             if path not in paths:
                 paths.append(path)
     return paths
-
-
-def invalidated_keys(
-    method: str,
-    status: int,
-    target: str,
-    resp: Mapping[str, str],
-    *,
-    base: str,
-    host: str | None,
-    to_edge: ToEdge,
-) -> list[bytes]:
-    """:func:`invalidated_paths` as the disk tier's primary keys (for ``purge_keys``)."""
-    paths = invalidated_paths(method, status, target, resp, base=base, host=host, to_edge=to_edge)
-    return [p.encode() for p in paths]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pkgedge.cache import fields, policy
 from pkgedge.cache.entry import Entry
-from pkgedge.cache.invalidate import invalidated_keys
+from pkgedge.cache.invalidate import invalidated_paths
 from pkgedge.cache.keys import cache_path, simple_variant
 from pkgedge.edge.busy import BusyObject, State
 from pkgedge.edge.context import Ctx
@@ -285,7 +285,7 @@ async def _pass_fetch(p: Pipeline, ctx: Ctx) -> Phase:
     except PkgedgeError as exc:
         p.counters.add("origin_errors")
         return ctx.fail(exc.status, f"upstream error: {exc}")
-    if keys := invalidated_keys(
+    if paths := invalidated_paths(
         req.method,
         resp.status,
         req.target,
@@ -294,7 +294,7 @@ async def _pass_fetch(p: Pipeline, ctx: Ctx) -> Phase:
         host=req.map.get("host"),
         to_edge=p.backend.rewriter.to_edge,
     ):
-        p.store.purge_keys(keys)  # RFC 9111 §4.4: an unsafe method changed these
+        p.store.purge_keys([k.encode() for k in paths])  # RFC 9111 §4.4: changed by it
     headers = fields.forwarded_fields(resp.headers, time.time())
     ctx.pass_headers = p.backend.rewrite_location(headers, ctx.origin + ctx.target)
     ctx.response = resp
