@@ -389,6 +389,9 @@ class Edge:
     admin_port: int
     stdout: Path
     stderr: Path
+    #: requests one /stats call adds to the "requests" counter (0 or 1, depending on the
+    #: version: admin calls were counted as client requests, they no longer are)
+    admin_counted: int = 0
 
     def workers(self) -> list[int]:
         return children(self.proc.pid)
@@ -447,7 +450,10 @@ def edge_ready(proc: subprocess.Popen[bytes], out: Path, err: Path, name: str) -
         if m := re.search(r"pkgedge edge: admin on https?://[^:\s]+:(\d+)", text):
             admin = int(m.group(1))
         if re.search(r"pkgedge edge: ready \((\d+) workers\)", text) and port and admin:
-            return Edge(proc, port, admin, out, err)
+            edge = Edge(proc, port, admin, out, err)
+            first = edge_stats(edge)["requests"]
+            edge.admin_counted = edge_stats(edge)["requests"] - first
+            return edge
         if proc.poll() is not None:
             break
         time.sleep(0.1)
@@ -653,8 +659,8 @@ def stats_delta(edge: Edge, before: dict[str, int]) -> dict[str, int]:
     time.sleep(0.3)
     after = edge_stats(edge)
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in RUN_STATS}
-    # the edge counts admin calls as requests: the second /stats call is in the delta
-    delta["requests"] -= 1
+    # if the edge counts admin calls as requests, the second /stats call is in the delta
+    delta["requests"] -= edge.admin_counted
     return delta
 
 
