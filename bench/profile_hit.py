@@ -37,6 +37,7 @@ import json
 import os
 import pstats
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -121,6 +122,11 @@ def finish_wrk(procs: c.Processes, proc: subprocess.Popen[bytes], seconds: float
     return parsed
 
 
+def spy_mode(args: argparse.Namespace) -> list[str]:
+    """Sample without pausing the worker; --native (C frames) needs pausing it."""
+    return ["--native"] if args.native else ["--nonblocking"]
+
+
 # -- methods -----------------------------------------------------------------------------------
 def by_pid(args: argparse.Namespace, procs: c.Processes, tmp: Path, origin: int, lua: Path,
            out: Path) -> dict[str, Any]:  # fmt: skip
@@ -132,9 +138,10 @@ def by_pid(args: argparse.Namespace, procs: c.Processes, tmp: Path, origin: int,
         time.sleep(1.0)
         argv = [
             str(PYSPY), "record", "--pid", str(worker), "--rate", str(args.rate),
-            "--duration", f"{args.duration:g}", "--nonblocking", "--format", "speedscope",
-            "--output", str(out), *(["--native"] if args.native else []),
+            "--duration", f"{args.duration:g}", *spy_mode(args), "--format", "speedscope",
+            "--output", str(out),
         ]  # fmt: skip
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         spy = procs.start("py-spy", argv, signal.SIGINT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT)  # fmt: skip
         try:
@@ -153,6 +160,7 @@ def by_pid(args: argparse.Namespace, procs: c.Processes, tmp: Path, origin: int,
             procs.stop(spy, 5)
         cpu = c.cpu_seconds([worker]) - cpu0
         after = c.edge_stats(edge)
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         parsed = finish_wrk(procs, wrk, args.duration + 2)
         log = text.decode(errors="replace").strip()
         if spy.returncode != 0 or not out.exists():
@@ -163,6 +171,8 @@ def by_pid(args: argparse.Namespace, procs: c.Processes, tmp: Path, origin: int,
             "requests": requests,
             "hits": after["hits"] - before["hits"],
             "cpu_s": cpu,
+            "profiler_cpu_s": ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime,
+            "window_s": args.duration,
             "wrk": parsed,
             "log": log,
         }
@@ -176,8 +186,8 @@ def by_spawn(args: argparse.Namespace, procs: c.Processes, tmp: Path, origin: in
     (d / "cache").mkdir(parents=True)
     stdout, stderr = d / "stdout.log", d / "stderr.log"
     argv = [
-        str(PYSPY), "record", "--subprocesses", "--rate", str(args.rate), "--nonblocking",
-        "--format", "speedscope", "--output", str(out), *(["--native"] if args.native else []),
+        str(PYSPY), "record", "--subprocesses", "--rate", str(args.rate), *spy_mode(args),
+        "--format", "speedscope", "--output", str(out),
         "--", *c.edge_argv(origin, d / "cache", 1, edge_extra(args)),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -299,19 +309,38 @@ def print_pyspy(result: dict[str, Any], out: Path, args: argparse.Namespace) -> 
     rows, counted, dropped = speedscope_table(out, args.rate, only_worker)
     req = max(1, result["requests"])
     us = 1e6 / args.rate / req  # one sample, per request, in microseconds
+    cpu_us = result["cpu_s"] / req * 1e6
     print(
         f"\n{counted} samples at {args.rate} Hz in the worker (idle not sampled"
         + (f"; {dropped} outside the worker dropped" if dropped else "")
-        + f") over {result['requests']} requests: {counted * us:.1f} us/request sampled, "
-        f"worker CPU from /proc {result['cpu_s'] / req * 1e6:.1f} us/request"
+        + f") over {result['requests']} requests: {counted * us:.1f} us/request sampled; "
+        f"worker CPU from /proc {cpu_us:.1f} us/request"
+    )
+    if "window_s" in result:
+        print(
+            f"  the worker was sampled busy in {counted / (args.rate * result['window_s']):.0%} "
+            f"of the {result['window_s']:g} s window and used "
+            f"{result['cpu_s'] / result['window_s']:.0%} of a core; py-spy itself used "
+            f"{result['profiler_cpu_s'] / result['window_s']:.0%} of a core"
+        )
+    print(
+        "  (a sample counts when the thread is not sleeping: on a busy machine that includes "
+        "time spent runnable but waiting for a core, so sampled time can exceed CPU time; "
+        "'CPU us/req' spreads the /proc CPU time over the functions by their share of samples)"
     )
     print(f"\ntop {args.top} functions by own time (us per request; % of the samples):")
-    head = f"{'own us/req':>10} {'own %':>6} {'total us/req':>12}  function (file:line)"
+    head = (
+        f"{'own us/req':>10} {'CPU us/req':>10} {'own %':>6} {'total us/req':>12}  "
+        "function (file:line)"
+    )
     print(head)
-    print("-" * 100)
+    print("-" * 110)
     for r in rows[: args.top]:
+        share = r["own"] / max(1, counted)
+        r["own_us_per_req"] = r["own"] * us
+        r["cpu_us_per_req"] = share * cpu_us
         print(
-            f"{r['own'] * us:10.2f} {r['own'] / max(1, counted) * 100:6.1f} "
+            f"{r['own'] * us:10.2f} {share * cpu_us:10.2f} {share * 100:6.1f} "
             f"{r['total'] * us:12.2f}  {r['function']} ({r['file']}:{r['line']})"
         )
     return rows
