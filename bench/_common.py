@@ -305,7 +305,7 @@ CACHE_HTTP = """\
         keepalive 32;
     }}
     server {{
-        listen {host}:{port};
+        listen {host}:{port}{listen_opts};
         location / {{
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -348,11 +348,20 @@ def start_origin_nginx(
 
 
 def start_cache_nginx(
-    procs: Processes, d: Path, origin_port: int, workers: int, name: str = "cache"
+    procs: Processes,
+    d: Path,
+    origin_port: int,
+    workers: int,
+    name: str = "cache",
+    reuseport: bool = False,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """A caching nginx in front of the origin; return it and its port once it listens."""
+    """A caching nginx in front of the origin; return it and its port once it listens.
+
+    ``reuseport``: one listening socket per worker, so that the kernel spreads connections
+    over the workers (without it, one worker may accept all of wrk's connections)."""
     port = free_port()
-    http_block = CACHE_HTTP.format(host=HOST, port=port, origin=origin_port, d=d)
+    opts = " reuseport" if reuseport else ""
+    http_block = CACHE_HTTP.format(host=HOST, port=port, origin=origin_port, d=d, listen_opts=opts)
     proc = start_nginx(procs, d, name, workers, http_block)
     wait_port(port, proc, f"{name} nginx")
     return proc, port

@@ -10,14 +10,16 @@ Ctrl-C or an error):
 * ``pkgedge edge --workers 1`` and ``pkgedge edge --workers 2`` in front of it (512 MB memory
   tier in all, so 256 MB per worker with 2; protection on with limits no benchmark reaches,
   access log off);
-* nginx ``proxy_cache`` with ``worker_processes 1`` and ``worker_processes 2``: the reference
+* nginx ``proxy_cache`` with ``worker_processes 1`` and ``worker_processes 2`` (``listen ...
+  reuseport``, so that the kernel spreads wrk's connections over both workers): the reference
   for how far 2 workers can scale on this machine with wrk sharing its cores.
 
 Every server is warmed through its own port: each page is requested until the cache answers a
-hit, then a short wrk run over all pages (not measured) lets every worker touch every page (with
-2 pkgedge workers, each worker fills its own share of the memory tier from the shared disk
-tier). Then ``wrk -t1`` (50 connections; a Lua ``request()`` walks the pages round-robin, the
-same script for every server) loads nginx 1w, nginx 2w, pkgedge 1w, pkgedge 2w in turn,
+hit, then short wrk runs over all pages (not measured) let every worker touch every page
+(with 2 pkgedge workers, each worker fills its own share of the memory tier from the shared
+disk tier; the edges are loaded until the number of objects in their memory tier stops
+growing). Then ``wrk -t1`` (50 connections; a Lua ``request()`` walks the pages round-robin,
+the same script for every server) loads nginx 1w, nginx 2w, pkgedge 1w, pkgedge 2w in turn,
 ``--repeat`` rounds. The table shows median req/s, the scaling ratio 2w/1w of each server and
 pkgedge's scaling relative to nginx's. pkgedge's ``/stats`` (admin port, bearer token) is read
 around every run: hits vs misses and origin fetches; a run that was not all hits is flagged.
@@ -122,7 +124,9 @@ def bench(args: argparse.Namespace, procs: c.Processes, tmp: Path) -> int:
     make_origin(origin_root, args.pages)
     _, origin_port = c.start_origin_nginx(procs, tmp / "nginx-origin", origin_root)
     nginx = {
-        w: c.start_cache_nginx(procs, tmp / f"nginx-{w}w", origin_port, w, f"cache {w}w")
+        w: c.start_cache_nginx(
+            procs, tmp / f"nginx-{w}w", origin_port, w, f"cache {w}w", reuseport=True
+        )
         for w in (1, 2)
     }
     protect = ("--rate-limit", UNLIMITED, "--throttled-rate-limit", UNLIMITED)
@@ -146,8 +150,20 @@ def bench(args: argparse.Namespace, procs: c.Processes, tmp: Path) -> int:
     for w in (1, 2):
         notes += warm_pages(f"nginx-{w}w", nginx[w][1], paths, c.is_nginx_hit)
         notes += warm_pages(f"pkgedge-{w}w", edges[w].port, paths, c.is_edge_hit)
-    for port in ports.values():  # every worker touches every page
-        c.run_wrk(procs, lua, port, paths[0], CONNECTIONS, 1.0)
+    # every worker touches every page: nginx once; each edge until its memory tier stops
+    # growing (with a memory tier per worker, each worker keeps its own copy of a page)
+    for w in (1, 2):
+        c.run_wrk(procs, lua, nginx[w][1], paths[0], CONNECTIONS, 1.0)
+    for w, edge in edges.items():
+        objects = -1
+        for _ in range(6):
+            c.run_wrk(procs, lua, edge.port, paths[0], CONNECTIONS, 1.0)
+            now = c.edge_stats(edge).get("memory_objects", 0)
+            if now == objects:
+                break
+            objects = now
+        else:
+            notes.append(f"pkgedge-{w}w: memory tier still growing after the warm-up")
     warmed = {w: c.edge_stats(e) for w, e in edges.items()}
     print(
         "warmed: "
@@ -179,6 +195,8 @@ def bench(args: argparse.Namespace, procs: c.Processes, tmp: Path) -> int:
             run = c.measure(procs, lua, server, ports[server], case, rep, args.duration, pids, edge)
             if workers_of(server) != pids:
                 run.notes.append(f"workers changed: {pids} -> {workers_of(server)}")
+            if len(run.cpu_split) > 1 and min(run.cpu_split) < 0.25 * max(run.cpu_split):
+                run.notes.append("uneven: one worker did much less work than the other")
             runs.append(run)
             hits = (
                 f"  hits {run.stats['hits']}/{run.stats['requests']} misses {run.stats['misses']}"
