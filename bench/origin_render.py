@@ -46,24 +46,23 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-PKGEDGE = ROOT / ".venv" / "bin" / "pkgedge"
-HOST = "127.0.0.1"
+import _common as c
+from _common import Processes, free_port
+
+PKGEDGE = c.PKGEDGE
+HOST = c.HOST
 
 DISPLAY_NAME = "Bench-Project"
 PROJECT = "bench-project"  # PEP 503 normalised
@@ -86,18 +85,6 @@ ACCEPT = {
 EXPECTED_TYPE = {"html": "text/html", "json": "application/vnd.pypi.simple.v1+json"}
 ADD_FILE_BUDGET = 60.0  # seconds: above this estimate, insert the rest in one transaction
 PROBE_FILES = 40  # files added with Catalog.add_file to estimate its rate
-
-WRK_LUA = """\
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "BENCH requests=%d bytes=%d duration_us=%d errors=%d status=%d mean_us=%d p50_us=%d "
-    .. "p99_us=%d\\n",
-    summary.requests, summary.bytes, summary.duration,
-    e.connect + e.read + e.write + e.timeout, e.status, latency.mean,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
 
 NGINX_CONF = """\
 {user}
@@ -128,58 +115,6 @@ http {{
     }}
 }}
 """
-
-
-class Interrupted(Exception):
-    """Raised by the SIGTERM handler so that cleanup runs."""
-
-
-# -- processes ---------------------------------------------------------------------------------
-class Processes:
-    """Every process we start, each in its own session, stopped in reverse order."""
-
-    def __init__(self) -> None:
-        self.procs: list[tuple[subprocess.Popen[bytes], int]] = []
-
-    def start(self, argv: list[str], stop: int, **kw: Any) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, start_new_session=True, **kw)
-        self.procs.append((proc, stop))
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int | None:
-        for i, (p, sig) in enumerate(self.procs):
-            if p is proc:
-                del self.procs[i]
-                return _stop(p, sig, timeout)
-        return proc.poll()
-
-    def stop_all(self) -> None:
-        while self.procs:
-            p, sig = self.procs.pop()
-            _stop(p, sig, 15.0)
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> int | None:
-    """Stop gracefully with ``sig``, SIGKILL the process group if that takes too long."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    # anything left in the process group we created: kill it
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    return proc.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 # -- the catalog -------------------------------------------------------------------------------
@@ -333,7 +268,7 @@ def start_origin(procs: Processes, data: Path, logs: Path, tag: str) -> Origin:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     t0 = time.perf_counter()
     with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = procs.start(argv, signal.SIGTERM, stdout=fo, stderr=fe, env=env)
+        proc = procs.start("origin", argv, signal.SIGTERM, stdout=fo, stderr=fe, env=env)
     deadline = time.monotonic() + 60
     port = None
     text = ""
@@ -400,7 +335,7 @@ def start_nginx(
     if check.returncode != 0:
         raise RuntimeError(f"nginx config invalid:\n{check.stderr}")
     log = open(d / "stderr.log", "wb")  # noqa: SIM115 - closed with the temp dir
-    proc = procs.start(argv, signal.SIGTERM, stdout=log, stderr=log)
+    proc = procs.start("nginx", argv, signal.SIGTERM, stdout=log, stderr=log)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -451,20 +386,8 @@ def check_page(fmt: str, reply: Reply, n: int, what: str) -> None:
 def run_wrk(
     procs: Processes, lua: Path, port: int, path: str, accept: str, duration: float
 ) -> dict[str, float]:
-    argv = [
-        "wrk", "-t1", "-c8", f"-d{duration:g}s", "--timeout", "20s", "-s", str(lua),
-        "-H", f"Accept: {accept}", f"http://{HOST}:{port}{path}",
-    ]  # fmt: skip
-    proc = procs.start(argv, signal.SIGINT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=duration + 60)
-    finally:
-        procs.stop(proc, timeout=5)
-    text = out.decode(errors="replace") + err.decode(errors="replace")
-    m = re.search(r"^BENCH (.*)$", text, re.MULTILINE)
-    if not m:
-        raise RuntimeError(f"could not parse wrk output:\n{text}")
-    v = {k: int(x) for k, x in (kv.split("=") for kv in m.group(1).split())}
+    accept_header = ("-H", f"Accept: {accept}")
+    v = c.run_wrk(procs, lua, port, path, 8, duration, accept_header, timeout="20s")["lua"]
     secs = v["duration_us"] / 1e6
     return {
         "rps": v["requests"] / secs if secs else 0.0,
@@ -472,7 +395,7 @@ def run_wrk(
         "p99_ms": v["p99_us"] / 1000,
         "requests": v["requests"],
         "bytes": v["bytes"],
-        "errors": v["errors"],
+        "errors": sum(v[k] for k in ("connect", "read", "write", "timeout")),
         "non_2xx": v["status"],
         "mbps": v["bytes"] / secs / 1e6 if secs else 0.0,
     }
@@ -638,48 +561,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Interrupted(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def cleanup(procs: Processes, tmp: Path) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        # a second Ctrl-C must not interrupt the cleanup
-        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            procs.stop_all()
-            shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args._breakdown is not None:
         return breakdown(args._breakdown, args.profile)
-    for tool in ("nginx", "wrk"):
-        if shutil.which(tool) is None:
-            print(f"{tool} not found: apt-get install -y nginx-light wrk", file=sys.stderr)
-            return 2
-    if not PKGEDGE.exists():
-        print(f"{PKGEDGE} not found: install the project into .venv", file=sys.stderr)
+    if not c.require(("nginx", "wrk")):
         return 2
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    # Ctrl-C interrupts even when started with SIGINT ignored (a background job of a script)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    procs = Processes()
-    tmp = Path(tempfile.mkdtemp(prefix="pkgedge-origin-render-"))
-    try:
-        with cleanup(procs, tmp):
-            return bench(args, procs, tmp)
-    except (KeyboardInterrupt, Interrupted):
-        print("\ninterrupted; processes stopped and temp dir removed", file=sys.stderr)
-        return 130
+    return c.run_main(
+        "pkgedge-origin-render-", lambda procs, tmp: bench(args, procs, tmp), interrupt_anyway=True
+    )
 
 
 def median_ms(values: list[float]) -> float:
@@ -690,7 +580,9 @@ def run_child(procs: Processes, data: Path, profile: bool) -> str:
     argv = [sys.executable, str(Path(__file__).resolve()), "--_breakdown", str(data)]
     if profile:
         argv.append("--profile")
-    proc = procs.start(argv, signal.SIGTERM, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = procs.start(
+        "breakdown", argv, signal.SIGTERM, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         out, _ = proc.communicate(timeout=300)
     finally:
@@ -784,7 +676,7 @@ def bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
         )
 
     lua = tmp / "done.lua"
-    lua.write_text(WRK_LUA)
+    lua.write_text(c.WRK_LUA)
     print(f"\nwarm: wrk -t1 -c8 -d{args.duration:g}s, {args.wrk_repeat} run(s) per server/format")
     for rep in range(args.wrk_repeat):
         for fmt in FORMATS:

@@ -54,23 +54,14 @@ import ipaddress
 import json
 import os
 import random
-import re
-import shutil
-import signal
-import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as base
 
-import edge_vs_nginx as base
-
-ROOT = base.ROOT
-PKGEDGE = base.PKGEDGE
 HOST = base.HOST
 KB, MB = base.KB, base.MB
 
@@ -200,21 +191,8 @@ def make_origin(root: Path) -> dict[str, str]:
     (files_dir / FILE_NAME).write_bytes(data)
     os.link(files_dir / FILE_NAME, page_dir / FILE_NAME)
     digest = hashlib.sha256(data).hexdigest()
-    body = (
-        "<!DOCTYPE html>\n<html><head><title>Links for bench</title></head><body>\n"
-        "<h1>Links for bench</h1>\n"
-        f'<a href="/files/bench/{FILE_NAME}#sha256={digest}">{FILE_NAME}</a><br/>\n'
-    )
-    tail = "</body></html>\n"
-    i = 0
-    while True:
-        name = f"bench-0.{i}.tar.gz"
-        line = f'<a href="/files/bench/{name}#sha256={"0" * 64}">{name}</a><br/>\n'
-        if len(body) + len(line) + len(tail) > 10 * KB:
-            break
-        body += line
-        i += 1
-    body += "<!--" + "x" * max(0, 10 * KB - len(body) - len(tail) - 8) + "-->\n" + tail
+    link = f'<a href="/files/bench/{FILE_NAME}#sha256={digest}">{FILE_NAME}</a><br/>\n'
+    body = base.simple_page("bench", [link], 10 * KB, "/files/bench/")
     # root-relative links: the edge's link rewriting leaves the page as it is (10 KB)
     (page_dir / "index.html").write_text(body)
     return {FILE_SIMPLE: digest, FILE_FILES: digest}
@@ -224,43 +202,7 @@ def start_edge(
     procs: base.Processes, tmp: Path, spec: EdgeSpec, origin_port: int, workers: int
 ) -> base.Edge:
     d = tmp / f"edge-{spec.label}"
-    (d / "cache").mkdir(parents=True)
-    out, err = d / "stdout.log", d / "stderr.log"
-    argv = [
-        str(PKGEDGE), "edge",
-        "--upstream", f"http://{HOST}:{origin_port}/simple/",
-        "--listen", f"{HOST}:0",
-        "--admin", f"{HOST}:0",
-        "--cache-dir", str(d / "cache"),
-        "--workers", str(workers),
-        "--admin-token", base.ADMIN_TOKEN,
-        "--access-log", "off",
-        "--memory-size", "512MB",
-        "--memory-object-max", "2MB",
-        *spec.args,
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(out, "wb") as fo, open(err, "wb") as fe:
-        name = f"pkgedge {spec.label}"
-        proc = procs.start(name, argv, signal.SIGTERM, stdout=fo, stderr=fe, env=env)
-    deadline = time.monotonic() + 60
-    port = admin = None
-    text = ""
-    while time.monotonic() < deadline:
-        text = out.read_text(errors="replace")
-        if m := re.search(r"pkgedge edge: listening on https?://[^:\s]+:(\d+)", text):
-            port = int(m.group(1))
-        if m := re.search(r"pkgedge edge: admin on https?://[^:\s]+:(\d+)", text):
-            admin = int(m.group(1))
-        if re.search(r"pkgedge edge: ready \((\d+) workers\)", text) and port and admin:
-            return base.Edge(proc, port, admin, out, err)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise RuntimeError(
-        f"pkgedge {spec.label} did not become ready (exit {proc.poll()}):\n{text}\n"
-        f"{err.read_text(errors='replace')[-3000:]}"
-    )
+    return base.start_edge(procs, d, origin_port, workers, spec.args, f"pkgedge {spec.label}")
 
 
 def warm(label: str, edge: base.Edge, case: base.Case, digests: dict[str, str]) -> list[str]:
@@ -343,19 +285,15 @@ def print_measured(m: Measured) -> None:
         print(f"      ! {note}", flush=True)
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else 0.0
-
-
 def summarize(results: list[Measured], specs: tuple[EdgeSpec, ...]) -> list[dict[str, Any]]:
     rows = []
     for case in CASES:
         row: dict[str, Any] = {"case": case.name}
         for spec in specs:
             ms = [m for m in results if m.case == case.name and m.edge == spec.label]
-            row[f"{spec.label}_rps"] = median([m.run.rps for m in ms])
-            row[f"{spec.label}_mbps"] = median([m.run.mbps for m in ms])
-            row[f"{spec.label}_us"] = median(
+            row[f"{spec.label}_rps"] = base.median([m.run.rps for m in ms])
+            row[f"{spec.label}_mbps"] = base.median([m.run.mbps for m in ms])
+            row[f"{spec.label}_us"] = base.median(
                 [m.run.cpu_s / m.run.requests * 1e6 for m in ms if m.run.requests]
             )
             row[f"{spec.label}_tripped"] = sum(m.tripped for m in ms)
@@ -421,28 +359,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise base.Interrupted(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for tool in ("nginx", "wrk"):
-        if shutil.which(tool) is None:
-            print(f"{tool} not found: apt-get install -y nginx-light wrk", file=sys.stderr)
-            return 2
-    if not PKGEDGE.exists():
-        print(f"{PKGEDGE} not found: install the project into .venv", file=sys.stderr)
+    if not base.require(("nginx", "wrk")):
         return 2
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    procs = base.Processes()
-    tmp = Path(tempfile.mkdtemp(prefix="pkgedge-protection-"))
-    try:
-        with base.cleanup(procs, tmp):
-            return bench(args, procs, tmp)
-    except (KeyboardInterrupt, base.Interrupted):
-        print("\ninterrupted; processes stopped and temp dir removed", file=sys.stderr)
-        return 130
+    return base.run_main("pkgedge-protection-", lambda procs, tmp: bench(args, procs, tmp))
 
 
 def bench(args: argparse.Namespace, procs: base.Processes, tmp: Path) -> int:
@@ -481,15 +402,7 @@ def bench(args: argparse.Namespace, procs: base.Processes, tmp: Path) -> int:
 
     origin_root = tmp / "origin"
     digests = make_origin(origin_root)
-    origin_port = base.free_port()
-    origin = base.start_nginx(
-        procs,
-        tmp / "nginx-origin",
-        "origin",
-        1,
-        base.ORIGIN_HTTP.format(host=HOST, port=origin_port, root=origin_root),
-    )
-    base.wait_port(origin_port, origin, "origin nginx")
+    _, origin_port = base.start_origin_nginx(procs, tmp / "nginx-origin", origin_root)
     for path in (PAGE_PATH, FILE_FILES):
         status, hdrs, _ = base.fetch(origin_port, path)
         if status != 200 or "max-age=3600" not in hdrs.get("cache-control", ""):
