@@ -8,6 +8,7 @@ class Request:
         "body",
         "client",
         "headers",
+        "http",
         "keep_alive",
         "key",
         "map",
@@ -24,6 +25,7 @@ class Request:
         headers: list[tuple[str, str]],
         keep_alive: bool,
         client: str,
+        http: str = "1.1",
     ) -> None:
         self.method = method
         self.target = target
@@ -35,6 +37,7 @@ class Request:
         self.keep_alive = keep_alive
         self.body = b""
         self.client = client
+        self.http = http  # the protocol version it came in: "1.1" or "2"
         self.key = ""  # the client's identity for limits (set by the guard)
         self.spec = ""  # the rate-limit class it was charged under
         self.note = ""  # what protection decided, for the access log

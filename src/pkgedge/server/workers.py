@@ -14,7 +14,6 @@ import contextlib
 import os
 import signal
 import socket
-import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -23,8 +22,9 @@ from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
 from pkgedge.edge.hooks import Hooks, RequestLog
 from pkgedge.edge.pipeline import Edge
-from pkgedge.server.limits import Limits
+from pkgedge.server.limits import Connection, Limits
 from pkgedge.server.protocol import HttpProtocol
+from pkgedge.server.tls import client_protocol, tls_context
 from pkgedge.stats.counters import Counters
 from pkgedge.web.admin import AdminHandler
 
@@ -67,16 +67,13 @@ async def _serve(
         log = RequestLog(settings.access_log)
         hooks.on_log(log)
     edge = Edge(settings, store, counters, hooks)
-    conns: set[HttpProtocol] = set()
-    admin_conns: set[HttpProtocol] = set()
+    conns: set[Connection] = set()
+    admin_conns: set[Connection] = set()
     admin = AdminHandler(settings.admin_token, store, counters, edge)
-    ctx = None
-    if settings.tls_cert and settings.tls_key:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    ctx = tls_context(settings.tls_cert, settings.tls_key, http2=settings.http2)
     limits = Limits.from_settings(settings)
     server = await loop.create_server(
-        lambda: HttpProtocol(edge, counters, conns, tls=ctx is not None, limits=limits),
+        client_protocol(edge, counters, conns, limits, ctx, http2=settings.http2),
         sock=client_sock,
         ssl=ctx,
         backlog=4096,
@@ -107,7 +104,7 @@ async def _serve(
     admin_server.close()
     deadline = time.monotonic() + GRACE
     for c in list(conns) + list(admin_conns):
-        if not c.busy:
+        if not c.busy or c.graceful:  # graceful: HTTP/2 GOAWAY, in-flight streams finish
             c.close()
     while any(c.busy for c in conns) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
