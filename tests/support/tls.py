@@ -10,13 +10,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TestCA", "make_test_ca"]
+__all__ = ["LocalCA", "make_test_ca"]
 
 _EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
 
 @dataclass(frozen=True)
-class TestCA:
+class LocalCA:
     ca_cert: Path  # give this to clients (curl --cacert, pip --cert, SSL_CERT_FILE)
     cert: Path  # the server's certificate (--tls-cert)
     key: Path  # the server's key (--tls-key)
@@ -31,7 +31,7 @@ def _openssl(*args: str) -> None:
         raise RuntimeError(f"openssl {' '.join(args)} failed:\n{proc.stderr}")
 
 
-def make_test_ca(directory: Path) -> TestCA:
+def make_test_ca(directory: Path) -> LocalCA:
     directory.mkdir(parents=True, exist_ok=True)
     ca_cert, ca_key = directory / "ca.pem", directory / "ca.key"
     cert, key, csr = directory / "server.pem", directory / "server.key", directory / "server.csr"
@@ -53,4 +53,4 @@ def make_test_ca(directory: Path) -> TestCA:
         "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
         "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert),
     )  # fmt: skip
-    return TestCA(ca_cert, cert, key)
+    return LocalCA(ca_cert, cert, key)
