@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Iterable
 from typing import Protocol, cast
 
 import h2.config
@@ -29,9 +30,10 @@ from hyperframe.frame import GoAwayFrame
 from pkgedge.http.request import Request
 from pkgedge.http.response import error_response
 from pkgedge.server.h2guard import HeaderBlockGuard, ResetCounter
+from pkgedge.server.h2request import Reject, error_output, split_headers, to_request
 from pkgedge.server.h2stream import HIGH_WATER, H2Stream
 from pkgedge.server.limits import Connection, Limits
-from pkgedge.server.protocol import _HOST_RE, ALLOW_HEADER, ALLOWED_METHODS
+from pkgedge.server.protocol import ALLOW_HEADER
 from pkgedge.stats.counters import Counters
 
 log = logging.getLogger("pkgedge.server")
@@ -49,16 +51,6 @@ CONTROL_BACKLOG = 1024 * 1024  # unread bytes past which a client that does not 
 class StreamHandler(Protocol):
     def try_hit(self, req: Request, client: H2Stream) -> bool: ...
     async def handle(self, req: Request, client: H2Stream) -> None: ...
-
-
-class _Reject(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        self.status = status
-        self.reason = reason
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 class H2Protocol(asyncio.Protocol):
@@ -159,16 +151,18 @@ class H2Protocol(asyncio.Protocol):
         if self.closed:
             return
         now = self.idle_since = self._loop.time()
-        reason = self.guard.feed(data, now)
-        if reason is not None:
-            self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, reason)
+        problem = self.guard.feed(data, now)
+        if problem is not None:
+            self.goaway(*problem)
             return
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.H2Error as exc:  # h2 has queued GOAWAY with its error code
             log.debug("%s: HTTP/2 protocol error: %s", self.client, exc)
             self.counters.add("client_errors")
-            self._write_out()
+            out = error_output(exc, self.conn.data_to_send(), self.conn.highest_inbound_stream_id)
+            if out and self.transport is not None:
+                self.transport.write(out)
             self._close_now()
             return
         for event in events:
@@ -216,56 +210,23 @@ class H2Protocol(asyncio.Protocol):
             # h2 sends nothing more after the client's GOAWAY: what is in flight is lost
             self._close_now()
 
-    def _open(self, stream_id: int, headers: list[tuple[bytes, bytes]], now: float) -> None:
+    def _open(
+        self, stream_id: int, headers: Iterable[tuple[bytes | str, bytes | str]], now: float
+    ) -> None:
         if self.stopping or self.running >= MAX_STREAMS:
             # after our GOAWAY; or more handlers still run (for streams the client already
             # reset) than streams may be open
             self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
-        fields: list[tuple[str, str]] = []
-        pseudo: dict[str, str] = {}
-        size = 0
-        for name, value in headers:
-            n, v = _text(name), _text(value)
-            size += len(n) + len(v) + 32
-            if n.startswith(":"):
-                pseudo[n] = v
-            elif "_" not in n:  # dropped, as by the HTTP/1.1 protocol (and nginx)
-                fields.append((n, v))
+        pseudo, fields, size = split_headers(headers)
         stream = H2Stream(self, stream_id, pseudo.get(":method", ""))
         self.streams[stream_id] = stream
         try:
-            stream.req = self._request(stream, pseudo, fields, size)
-        except _Reject as rej:
+            stream.req = to_request(pseudo, fields, size, self.limits, self.client)
+        except Reject as rej:
             self._reject(stream, rej.status, rej.reason)
             return
         stream.body_started = now
-
-    def _request(
-        self, stream: H2Stream, pseudo: dict[str, str], fields: list[tuple[str, str]], size: int
-    ) -> Request:
-        limits = self.limits
-        if size > limits.max_header_size or len(fields) > limits.max_headers:
-            raise _Reject(431, "request header fields too large")
-        method = stream.method
-        if method not in ALLOWED_METHODS:
-            raise _Reject(405, f"method {method} is not allowed here")
-        target = pseudo.get(":path", "")
-        if not target.startswith("/"):
-            raise _Reject(400, "only origin-form request targets are accepted")
-        if len(target) > limits.max_request_line:
-            raise _Reject(414, "request target too long")
-        hosts = [v for n, v in fields if n == "host"]
-        host = pseudo.get(":authority") or (hosts[0] if len(hosts) == 1 else "")
-        if not host or len(hosts) > 1:
-            raise _Reject(400, "a request needs one :authority or Host")
-        if not _HOST_RE.match(host):
-            raise _Reject(400, "invalid :authority")
-        fields = [("host", host), *((n, v) for n, v in fields if n != "host")]
-        length = next((v for n, v in fields if n == "content-length"), None)
-        if length is not None and length.isdigit() and int(length) > limits.max_body_size:
-            raise _Reject(413, "request body too large")
-        return Request(method, target, fields, True, self.client, http="2")
 
     def _reject(self, stream: H2Stream, status: int, reason: str) -> None:
         self.counters.add("client_errors")
@@ -345,35 +306,8 @@ class H2Protocol(asyncio.Protocol):
                 self._done(stream)
 
     def _send_one(self, stream: H2Stream) -> bool:
-        """One HEADERS or DATA frame (or END_STREAM) of ``stream``; False if none can go."""
-        conn = self.conn
         try:
-            if stream.out_head is not None:
-                end = stream.complete and not stream.pending
-                conn.send_headers(stream.id, stream.out_head, end_stream=end)
-                stream.out_head = None
-                stream.headers_sent = True
-                stream.ended = end
-                return True
-            if not stream.headers_sent:
-                return False
-            if stream.pending:
-                size = min(conn.local_flow_control_window(stream.id), conn.max_outbound_frame_size)
-                if size <= 0:
-                    if stream.blocked_since is None:
-                        stream.blocked_since = self._loop.time()
-                    return False
-                stream.blocked_since = None
-                chunk = bytes(stream.pending[:size])
-                del stream.pending[:size]
-                end = stream.complete and not stream.pending
-                conn.send_data(stream.id, chunk, end_stream=end)
-                stream.ended = end
-                return True
-            if stream.complete:
-                conn.end_stream(stream.id)
-                stream.ended = True
-                return True
+            return stream.send_one(self.conn, self._loop.time())
         except h2.exceptions.H2Error as exc:  # e.g. a header field h2 refuses: a bug
             log.error("stream %d: cannot send: %s", stream.id, exc)
             self.reset(stream, ErrorCodes.INTERNAL_ERROR)

@@ -5,7 +5,9 @@
 CONTINUATION frames up to END_HEADERS). ``h2`` buffers up to 64 CONTINUATION frames of up to
 16 KiB each before it decodes anything (1 MiB per connection); this guard refuses a block
 larger than ``max_bytes`` or split into more than ``max_frames`` frames as soon as its frame
-header arrives (the CONTINUATION flood of 2024), and tells when a block was left open.
+header arrives (the CONTINUATION flood of 2024), and tells when a block was left open. It
+also checks the sizes RFC 9113 fixes for RST_STREAM, SETTINGS, PING, GOAWAY and
+WINDOW_UPDATE (h2 reports some of them as PROTOCOL_ERROR rather than FRAME_SIZE_ERROR).
 
 :class:`ResetCounter` counts the streams a client reset in a sliding window (the rapid reset
 attack, CVE-2023-44487: open a stream, cancel it at once, repeat).
@@ -17,9 +19,33 @@ import collections
 
 PREFACE_SIZE = 24  # b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HEADERS = 0x1
+RST_STREAM = 0x3
+SETTINGS = 0x4
 PUSH_PROMISE = 0x5
+PING = 0x6
+GOAWAY = 0x7
+WINDOW_UPDATE = 0x8
 CONTINUATION = 0x9
 END_HEADERS = 0x4
+ACK = 0x1
+FRAME_SIZE_ERROR = 0x6
+ENHANCE_YOUR_CALM = 0xB
+
+#: A problem that ends the connection: (GOAWAY error code, reason).
+Problem = tuple[int, str]
+
+
+def frame_size_problem(ftype: int, flags: int, length: int) -> str | None:
+    """Why a frame of a fixed-size type has the wrong length (RFC 9113 section 6), or None."""
+    if ftype in (RST_STREAM, WINDOW_UPDATE) and length != 4:
+        return f"frame of type {ftype} with {length} bytes instead of 4"
+    if ftype == PING and length != 8:
+        return f"PING of {length} bytes"
+    if ftype == SETTINGS and (length % 6 or (flags & ACK and length)):
+        return f"SETTINGS of {length} bytes"
+    if ftype == GOAWAY and length < 8:
+        return f"GOAWAY of {length} bytes"
+    return None
 
 
 class HeaderBlockGuard:
@@ -34,8 +60,8 @@ class HeaderBlockGuard:
         #: when the open header block started (None: no block open)
         self.open_since: float | None = None
 
-    def feed(self, data: bytes, now: float) -> str | None:
-        """Account for ``data``; a reason to close the connection, or None."""
+    def feed(self, data: bytes, now: float) -> Problem | None:
+        """Account for ``data``; why to close the connection, or None."""
         i, n = 0, len(data)
         while i < n:
             if self._skip:
@@ -56,9 +82,12 @@ class HeaderBlockGuard:
             head, self._head = self._head, b""
             length = int.from_bytes(head[:3], "big")
             self._remain = length
+            size = frame_size_problem(head[3], head[4], length)
+            if size is not None:
+                return FRAME_SIZE_ERROR, size
             reason = self._frame(head[3], head[4], length, now)
             if reason is not None:
-                return reason
+                return ENHANCE_YOUR_CALM, reason
         return None
 
     def _frame(self, ftype: int, flags: int, length: int, now: float) -> str | None:

@@ -20,6 +20,8 @@ import httptools
 from pkgedge.http.request import Request
 
 if TYPE_CHECKING:
+    from h2.connection import H2Connection
+
     from pkgedge.server.h2 import H2Protocol
 
 log = logging.getLogger("pkgedge.server")
@@ -117,6 +119,37 @@ class H2Stream:
         self.complete = True
 
     # -- for the connection --------------------------------------------------------------
+    def send_one(self, conn: H2Connection, now: float) -> bool:
+        """Queue one HEADERS or DATA frame (or END_STREAM) on ``conn``; False if none can go
+        (nothing to send, or no flow-control window)."""
+        if self.out_head is not None:
+            end = self.complete and not self.pending
+            conn.send_headers(self.id, self.out_head, end_stream=end)
+            self.out_head = None
+            self.headers_sent = True
+            self.ended = end
+            return True
+        if not self.headers_sent:
+            return False
+        if self.pending:
+            size = min(conn.local_flow_control_window(self.id), conn.max_outbound_frame_size)
+            if size <= 0:
+                if self.blocked_since is None:
+                    self.blocked_since = now
+                return False
+            self.blocked_since = None
+            chunk = bytes(self.pending[:size])
+            del self.pending[:size]
+            end = self.complete and not self.pending
+            conn.send_data(self.id, chunk, end_stream=end)
+            self.ended = end
+            return True
+        if self.complete:
+            conn.end_stream(self.id)
+            self.ended = True
+            return True
+        return False
+
     def finish(self) -> None:
         """The handler is done: end the stream, or reset it if the response is incomplete."""
         if self.closed or self.complete:
