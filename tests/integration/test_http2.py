@@ -258,3 +258,25 @@ def test_graceful_stop_sends_goaway_and_finishes_streams_in_flight(
         assert idle.goaway is not None and idle.goaway.error_code == 0
     assert tls_edge.stop() == 0
     no_traceback(tls_edge)
+
+
+def test_requests_wait_while_responses_wait_for_windows(tls_edge: EdgeProcess, ca: LocalCA) -> None:
+    with client(tls_edge, ca) as warm:
+        assert warm.get(f"/big/{MB}").status == 200  # the fill
+        assert warm.get(f"/big/{MB}").status == 200  # a disk hit that fills the memory tier
+    # now each request is a synchronous hit written in one piece: after four, the edge holds
+    # the others back until the client opens its windows
+    closed = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+    with client(tls_edge, ca, settings=closed) as c:
+        c.read_until(lambda: bool(c.remote_settings))
+        ids = [c.request(f"/big/{MB}") for _ in range(8)]  # 8 MB: twice the output backlog
+        c.read_until(lambda: all(c.streams[i].status is not None for i in ids[:4]))
+        c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 4 * MB})
+        c.flush()
+        c.read_until(lambda: all(c.streams[i].done for i in ids))
+        expected = hashlib.sha256(expected_bytes(MB)).digest()
+        for sid in ids:
+            res = c.streams[sid]
+            assert res.status == 200 and res.ended
+            assert hashlib.sha256(res.body).digest() == expected
+    no_traceback(tls_edge)

@@ -7,50 +7,54 @@ the connection: flow control (a round over the streams, one frame each, while th
 the transport allow), limits and deadlines (``check``, called once a second by the worker),
 and the defences: at most :data:`MAX_STREAMS` streams open and as many handlers running, a
 capped header block (:class:`~pkgedge.server.h2guard.HeaderBlockGuard`), rapid reset
-(GOAWAY ENHANCE_YOUR_CALM after :data:`RESET_LIMIT` resets in :data:`RESET_WINDOW` seconds),
+(GOAWAY ENHANCE_YOUR_CALM after 200 resets in 10 seconds), requests held back while more than
+:data:`OUTPUT_BACKLOG` bytes wait for flow-control windows,
 and a cap on control frames left unread. Protocol errors end in GOAWAY with h2's error code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import socket
 from collections.abc import Iterable
-from typing import Protocol, cast
+from typing import cast
 
-import h2.config
-import h2.connection
 import h2.events
 import h2.exceptions
-import h2.settings
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from pkgedge.http.request import Request
 from pkgedge.http.response import error_response
-from pkgedge.server.h2guard import HeaderBlockGuard, ResetCounter
-from pkgedge.server.h2request import Reject, error_output, split_headers, to_request
-from pkgedge.server.h2stream import HIGH_WATER, H2Stream
+from pkgedge.server.h2glue import (
+    CONNECTION_WINDOW,
+    MAX_STREAMS,
+    Reject,
+    error_output,
+    server_connection,
+    split_headers,
+    to_request,
+)
+from pkgedge.server.h2guard import (
+    MAX_CONTINUATIONS,
+    RESET_LIMIT,
+    RESET_WINDOW,
+    HeaderBlockGuard,
+    ResetCounter,
+)
+from pkgedge.server.h2stream import HIGH_WATER, H2Stream, StreamHandler
 from pkgedge.server.limits import Connection, Limits
 from pkgedge.server.protocol import ALLOW_HEADER
 from pkgedge.stats.counters import Counters
 
 log = logging.getLogger("pkgedge.server")
 
-MAX_STREAMS = 100
-INITIAL_WINDOW = 256 * 1024  # per stream, for request bodies (uploads)
-CONNECTION_WINDOW = 1024 * 1024
-HEADER_TABLE_SIZE = 4096  # the HPACK dynamic table the decoder allows
-MAX_CONTINUATIONS = 16
-RESET_LIMIT = 200
-RESET_WINDOW = 10.0
 CONTROL_BACKLOG = 1024 * 1024  # unread bytes past which a client that does not read is cut
-
-
-class StreamHandler(Protocol):
-    def try_hit(self, req: Request, client: H2Stream) -> bool: ...
-    async def handle(self, req: Request, client: H2Stream) -> None: ...
+OUTPUT_BACKLOG = 4 * 1024 * 1024  # unsent response bytes past which new requests wait
+MAX_RUNNING = 32  # handlers running per connection (HTTP/1.1 pipelines up to 32 requests)
 
 
 class H2Protocol(asyncio.Protocol):
@@ -68,27 +72,16 @@ class H2Protocol(asyncio.Protocol):
         self.counters = counters
         self.connections = connections
         self.limits = limits = limits or Limits()
-        self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=False, header_encoding=None)
-        )
-        self.conn.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_size,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: INITIAL_WINDOW,
-                h2.settings.SettingCodes.HEADER_TABLE_SIZE: HEADER_TABLE_SIZE,
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-            },
-        )
+        self.conn = server_connection(limits)
         # a header list above the advertised size gets 431 on its stream; twice as large
         # (or an encoded block that large) costs the connection
-        self._hard_header_limit = 2 * limits.max_header_size
-        self.conn.decoder.max_header_list_size = self._hard_header_limit
+        self._hard_header_limit = self.conn.decoder.max_header_list_size
         self.guard = HeaderBlockGuard(self._hard_header_limit, MAX_CONTINUATIONS)
         self.resets = ResetCounter(RESET_LIMIT, RESET_WINDOW)
         self.streams: dict[int, H2Stream] = {}
         self.running = 0  # handler tasks, including those of streams reset meanwhile
+        self._waiting: collections.deque[H2Stream] = collections.deque()
+        self._starting = False
         self.transport: asyncio.Transport | None = None
         self.client = "-"
         self.closed = False
@@ -111,10 +104,8 @@ class H2Protocol(asyncio.Protocol):
         self.client = str(peer[0]) if peer else "-"
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         if not self.limits.admit(self.client):
             self.counters.add("connections_refused")
             self.closed = True
@@ -182,18 +173,21 @@ class H2Protocol(asyncio.Protocol):
         elif isinstance(event, h2.events.DataReceived):
             self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             stream = self.streams.get(event.stream_id)
-            if stream is not None and stream.req is not None and not stream.dispatched:
-                stream.body_size += len(event.data or b"")
-                if stream.body_size > self.limits.max_body_size:
-                    self._reject(stream, 413, "request body too large")
-                else:
-                    stream.body.append(event.data or b"")
+            if (
+                stream is not None
+                and stream.req is not None
+                and not stream.dispatched
+                and not stream.add_body(event.data or b"", self.limits.max_body_size)
+            ):
+                self._reject(stream, 413, "request body too large")
         elif isinstance(event, h2.events.StreamEnded):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 stream.remote_ended = True
                 if stream.req is not None and not stream.dispatched:
-                    self._dispatch(stream)
+                    stream.body_started = None
+                    self._waiting.append(stream)
+                    self._start()
         elif isinstance(event, h2.events.StreamReset):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
@@ -237,6 +231,23 @@ class H2Protocol(asyncio.Protocol):
         stream.write(error_response(status, reason, extra=extra))
         self._done(stream)
 
+    def _start(self) -> None:
+        """Hand complete requests to the handler while fewer than :data:`MAX_RUNNING` run
+        and the unsent output stays below :data:`OUTPUT_BACKLOG` (a client that grants no
+        window cannot make the edge buffer a hundred responses); the rest wait."""
+        if self._starting:
+            return
+        self._starting = True
+        try:
+            while self._waiting and not self.closed and self.running < MAX_RUNNING:
+                if sum(len(s.pending) for s in self.streams.values()) >= OUTPUT_BACKLOG:
+                    break
+                stream = self._waiting.popleft()
+                if not stream.closed:
+                    self._dispatch(stream)
+        finally:
+            self._starting = False
+
     def _dispatch(self, stream: H2Stream) -> None:
         req = stream.req
         assert req is not None
@@ -272,6 +283,8 @@ class H2Protocol(asyncio.Protocol):
         stream.finish()
         self.idle_since = self._loop.time()
         self._done(stream)
+        if self._waiting:
+            self._start()
 
     def _done(self, stream: H2Stream) -> None:
         """Forget a finished stream; stop reading a request body no one will read."""
@@ -304,6 +317,8 @@ class H2Protocol(asyncio.Protocol):
                 stream.wake()
             if stream.finished:
                 self._done(stream)
+        if self._waiting:
+            self._start()
 
     def _send_one(self, stream: H2Stream) -> bool:
         try:

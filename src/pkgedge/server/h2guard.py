@@ -31,6 +31,10 @@ ACK = 0x1
 FRAME_SIZE_ERROR = 0x6
 ENHANCE_YOUR_CALM = 0xB
 
+MAX_CONTINUATIONS = 16  # frames of one header block, HEADERS included
+RESET_LIMIT = 200  # client resets per connection within RESET_WINDOW seconds
+RESET_WINDOW = 10.0
+
 #: A problem that ends the connection: (GOAWAY error code, reason).
 Problem = tuple[int, str]
 

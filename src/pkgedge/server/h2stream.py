@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
@@ -33,6 +33,13 @@ CONNECTION_FIELDS = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"proxy-connection", b"te"}
 )
 INTERNAL_ERROR = 0x2
+
+
+class StreamHandler(Protocol):
+    """The handler HTTP/1.1 requests go to, as HTTP/2 streams use it."""
+
+    def try_hit(self, req: Request, client: H2Stream) -> bool: ...
+    async def handle(self, req: Request, client: H2Stream) -> None: ...
 
 
 class H2Stream:
@@ -119,6 +126,12 @@ class H2Stream:
         self.complete = True
 
     # -- for the connection --------------------------------------------------------------
+    def add_body(self, data: bytes, limit: int) -> bool:
+        """Keep a piece of the request body; False once the body is over ``limit``."""
+        self.body_size += len(data)
+        self.body.append(data)
+        return self.body_size <= limit
+
     def send_one(self, conn: H2Connection, now: float) -> bool:
         """Queue one HEADERS or DATA frame (or END_STREAM) on ``conn``; False if none can go
         (nothing to send, or no flow-control window)."""

@@ -1,12 +1,16 @@
-"""An HTTP/2 request's header list as a :class:`~pkgedge.http.request.Request`, with the
-checks the HTTP/1.1 protocol makes (methods, origin-form targets, sizes, the host), and the
-mapping of ``h2``'s errors to the GOAWAY RFC 9113 asks for."""
+"""What the HTTP/2 protocol needs around ``h2``: the server connection and the SETTINGS it
+announces, an HTTP/2 request's header list as a :class:`~pkgedge.http.request.Request` (with
+the checks the HTTP/1.1 protocol makes: methods, origin-form targets, sizes, the host), and
+the mapping of ``h2``'s errors to the GOAWAY RFC 9113 asks for."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import h2.config
+import h2.connection
 import h2.exceptions
+import h2.settings
 import hpack
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
@@ -16,6 +20,31 @@ from pkgedge.server.limits import Limits
 from pkgedge.server.protocol import _HOST_RE, ALLOWED_METHODS
 
 _GOAWAY_SIZE = 17  # a GOAWAY frame without debug data: 9-byte header, 8-byte payload
+MAX_STREAMS = 100
+INITIAL_WINDOW = 256 * 1024  # per stream, for request bodies (uploads)
+CONNECTION_WINDOW = 1024 * 1024
+HEADER_TABLE_SIZE = 4096  # the HPACK dynamic table the decoder allows
+
+
+def server_connection(limits: Limits) -> h2.connection.H2Connection:
+    """A server-side connection announcing our SETTINGS (no push). Its HPACK decoder refuses
+    header lists above twice ``max_header_size``; between the two, the stream gets 431."""
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=False, header_encoding=None)
+    )
+    codes = h2.settings.SettingCodes
+    conn.local_settings = h2.settings.Settings(
+        client=False,
+        initial_values={
+            codes.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
+            codes.MAX_HEADER_LIST_SIZE: limits.max_header_size,
+            codes.INITIAL_WINDOW_SIZE: INITIAL_WINDOW,
+            codes.HEADER_TABLE_SIZE: HEADER_TABLE_SIZE,
+            codes.ENABLE_PUSH: 0,
+        },
+    )
+    conn.decoder.max_header_list_size = 2 * limits.max_header_size
+    return conn
 
 
 class Reject(Exception):
