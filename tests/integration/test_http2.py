@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -280,3 +282,29 @@ def test_requests_wait_while_responses_wait_for_windows(tls_edge: EdgeProcess, c
             assert res.status == 200 and res.ended
             assert hashlib.sha256(res.body).digest() == expected
     no_traceback(tls_edge)
+
+
+def test_silent_clients_are_closed_at_the_head_deadline(
+    ca: LocalCA, edge_factory: EdgeFactory
+) -> None:
+    edge = edge_factory(extra_args=[*ca.edge_args(), "--header-timeout", "1s"])
+    host, port = edge.url.rsplit("/", 1)[1].rsplit(":", 1)
+    # no TLS handshake at all
+    with socket.create_connection((host, int(port)), timeout=60) as raw:
+        assert raw.recv(1024) == b""
+    # a handshake, then no HTTP/2 preface
+    ctx = ssl.create_default_context(cafile=str(ca.ca_cert))
+    ctx.set_alpn_protocols(["h2"])
+    with ctx.wrap_socket(
+        socket.create_connection((host, int(port)), timeout=60), server_hostname=host
+    ) as sock:
+        assert sock.selected_alpn_protocol() == "h2"
+        while sock.recv(65536):  # the edge's SETTINGS, then the end
+            pass
+    # a header block left open
+    with client(edge, ca) as c:
+        c.read_until(lambda: bool(c.remote_settings))
+        c.send_raw(HeadersFrame(1, hpack.Encoder().encode([(":method", "GET")])).serialize())
+        c.read_to_eof()
+        assert c.eof
+    assert edge.stats()["timeouts"] >= 2

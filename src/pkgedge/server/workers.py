@@ -76,6 +76,7 @@ async def _serve(
         client_protocol(edge, counters, conns, limits, ctx, http2=settings.http2),
         sock=client_sock,
         ssl=ctx,
+        ssl_handshake_timeout=settings.header_timeout,
         backlog=4096,
     )
     admin_server = await loop.create_server(
