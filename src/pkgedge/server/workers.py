@@ -76,7 +76,7 @@ async def _serve(
         client_protocol(edge, counters, conns, limits, ctx, http2=settings.http2),
         sock=client_sock,
         ssl=ctx,
-        ssl_handshake_timeout=settings.header_timeout,
+        ssl_handshake_timeout=settings.header_timeout if ctx else None,
         backlog=4096,
     )
     admin_server = await loop.create_server(
