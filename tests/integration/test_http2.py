@@ -308,3 +308,34 @@ def test_silent_clients_are_closed_at_the_head_deadline(
         c.read_to_eof()
         assert c.eof
     assert edge.stats()["timeouts"] >= 2
+
+
+def test_a_bad_certificate_is_one_clear_error(ca: LocalCA, tmp_path: Path) -> None:
+    from support.edge import edge_command
+
+    for cert, key in ((tmp_path / "missing.pem", ca.key), (ca.key, ca.key)):
+        proc = subprocess.run(
+            [
+                *edge_command(),
+                "edge",
+                "--upstream",
+                "http://127.0.0.1:9/simple/",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--tls-cert",
+                str(cert),
+                "--tls-key",
+                str(key),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("pkgedge: cannot load TLS certificate"), proc.stderr
+        assert "Traceback" not in proc.stderr and "listening" not in proc.stdout

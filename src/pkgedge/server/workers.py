@@ -148,6 +148,7 @@ def _worker(
 
 
 def run(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
+    tls_context(settings.tls_cert, settings.tls_key)  # a bad certificate: one clear error
     store = DiskStore(settings.cache_dir, settings.disk_size)
     store.prepare()
     client_sock = bind(*settings.listen_addr)
