@@ -20,7 +20,7 @@ import pytest
 from hyperframe.frame import ContinuationFrame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from support.edge import EdgeFactory, EdgeProcess, parse_cache_status
-from support.h2client import H2Client, alpn_of
+from support.h2client import H2Client, StreamResult, alpn_of
 from support.tls import LocalCA, make_test_ca
 from support.upstream import UpstreamIndex, expected_bytes
 
@@ -339,3 +339,30 @@ def test_a_bad_certificate_is_one_clear_error(ca: LocalCA, tmp_path: Path) -> No
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("pkgedge: cannot load TLS certificate"), proc.stderr
         assert "Traceback" not in proc.stderr and "listening" not in proc.stdout
+
+
+def test_stream_deadlines_body_and_send(ca: LocalCA, edge_factory: EdgeFactory) -> None:
+    edge = edge_factory(
+        extra_args=[*ca.edge_args(), "--body-timeout", "1s", "--send-timeout", "1s"]
+    )
+    with client(edge, ca) as c:
+        # a request body that never comes: 408 on the stream, the connection goes on
+        sid = c.conn.get_next_available_stream_id()
+        head = [
+            (":method", "POST"),
+            (":scheme", "https"),
+            (":authority", c.authority),
+            (":path", "/simple/"),
+            ("content-length", "10"),
+        ]
+        c.conn.send_headers(sid, head)
+        c.streams[sid] = StreamResult()
+        c.flush()
+        assert c.response(sid).status == 408
+        assert c.get("/simple/alpha/").status == 200
+    closed = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+    with client(edge, ca, settings=closed) as c:
+        # a response the client never opens a window for: the stream is cancelled
+        res = c.get("/big/100000")
+        assert res.reset == h2.errors.ErrorCodes.CANCEL and not res.body
+        assert c.goaway is None
