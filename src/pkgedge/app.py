@@ -8,7 +8,6 @@ disk tier, build the pipeline and the admin API, and serve until told to stop.
 from __future__ import annotations
 
 import socket
-import ssl
 from collections.abc import Callable
 from functools import partial
 
@@ -18,16 +17,9 @@ from pkgedge.edge.hooks import Hooks, RequestLog
 from pkgedge.edge.pipeline import Pipeline
 from pkgedge.server import listener, workers
 from pkgedge.server.limits import Limits
+from pkgedge.server.tls import tls_context
 from pkgedge.stats.counters import Counters
 from pkgedge.web.admin import AdminHandler
-
-
-def tls_context(settings: EdgeSettings) -> ssl.SSLContext | None:
-    if not (settings.tls_cert and settings.tls_key):
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
-    return ctx
 
 
 async def worker_main(
@@ -63,9 +55,10 @@ async def worker_main(
             admin_sock,
             counters,
             Limits.from_settings(settings),
-            tls_context(settings),
+            tls_context(settings.tls_cert, settings.tls_key, http2=settings.http2),
             ready,
             tick,
+            http2=settings.http2,
         )
         await pipeline.close()
     finally:
@@ -77,4 +70,5 @@ async def worker_main(
 
 def run_edge(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
     """Run the edge: N pre-fork workers on one port, until SIGTERM or SIGINT."""
+    tls_context(settings.tls_cert, settings.tls_key)  # a bad certificate: one clear error
     return workers.run(settings, partial(worker_main, settings), out)

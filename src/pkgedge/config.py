@@ -175,6 +175,7 @@ EDGE_OPTIONS: tuple[Option, ...] = (
     Option("access_log", _parse_str, "-", "access log path ('-' stdout, 'off' none)", "PATH"),
     Option("tls_cert", _parse_str, None, "TLS certificate (PEM) for the client listener", "FILE"),
     Option("tls_key", _parse_str, None, "TLS private key (PEM) for the client listener", "FILE"),
+    Option("http2", _parse_bool, True, "offer HTTP/2 (ALPN h2) on the TLS client listener", "BOOL"),
     Option("compress", _parse_bool, True, "gzip/brotli compressible responses", "BOOL"),
     Option("header_timeout", parse_duration, 10.0, "deadline to receive a request head", "SECONDS"),
     Option("body_timeout", parse_duration, 60.0, "deadline to receive a request body", "SECONDS"),
@@ -271,6 +272,7 @@ class EdgeSettings:
     access_log: str
     tls_cert: str | None
     tls_key: str | None
+    http2: bool
     compress: bool
     header_timeout: float
     body_timeout: float

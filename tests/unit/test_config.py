@@ -119,3 +119,14 @@ def test_settings_are_frozen_and_replace_copies() -> None:
     t = s.replace(workers=9)
     assert (s.workers != 9 or t is not s) and t.workers == 9
     assert s.as_dict()["admin_token"] == "***"
+
+
+def test_http2_option_from_flag_env_and_file(tmp_path: Path) -> None:
+    assert _build().http2 is True
+    assert _build({"http2": "false"}).http2 is False
+    assert _build(env={"PKGEDGE_HTTP2": "off"}).http2 is False
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text("[edge]\nhttp2 = false\n")
+    assert _build(config=str(cfg)).http2 is False
+    with pytest.raises(ConfigError, match=r"PKGEDGE_HTTP2.*not a boolean"):
+        _build(env={"PKGEDGE_HTTP2": "maybe"})

@@ -52,6 +52,7 @@ class RequestLog:
             "time": round(time.time(), 3),
             "client": req.client,
             "method": req.method,
+            "http": req.http,
             "path": req.target,
             "status": status,
             "bytes": sent,

@@ -8,6 +8,7 @@ class Request:
         "body",
         "client",
         "headers",
+        "http",
         "keep_alive",
         "key",
         "map",
@@ -26,6 +27,7 @@ class Request:
         keep_alive: bool,
         client: str,
         fields: dict[str, str] | None = None,
+        http: str = "1.1",
     ) -> None:
         """``headers``: lower-case names in arrival order; ``fields``: the same as a dict with
         repeated fields comma-joined (built from ``headers`` when not given)."""
@@ -40,6 +42,7 @@ class Request:
         self.keep_alive = keep_alive
         self.body = b""
         self.client = client
+        self.http = http  # the protocol version it came in: "1.1" or "2"
         self.key = ""  # the client's identity for limits (set by the guard)
         self.spec = ""  # the rate-limit class it was charged under
         self.note = ""  # what protection decided, for the access log

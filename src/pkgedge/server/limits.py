@@ -9,7 +9,7 @@ not by a timer per request.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass
@@ -66,3 +66,17 @@ class Limits:
             f"<Limits open={self.open}/{self.max_connections} clients="
             f"{len(self.per_client)} refused={self.refused}>"
         )
+
+
+class Connection(Protocol):
+    """What the worker needs from every client connection, whichever protocol it speaks."""
+
+    @property
+    def busy(self) -> bool: ...
+
+    #: ``close()`` lets in-flight requests finish (HTTP/2: GOAWAY); the worker's graceful stop
+    #: may call it on busy connections too. Else it only closes idle ones.
+    graceful: bool
+
+    def check(self, now: float) -> None: ...
+    def close(self) -> None: ...

@@ -14,8 +14,9 @@ import ssl
 import time
 from collections.abc import Callable
 
-from pkgedge.server.limits import Limits
-from pkgedge.server.protocol import Handler, HttpProtocol
+from pkgedge.server.limits import Connection, Limits
+from pkgedge.server.protocol import HttpProtocol
+from pkgedge.server.tls import Handler, client_protocol
 from pkgedge.stats.counters import Counters
 
 GRACE = 30.0
@@ -31,15 +32,18 @@ async def serve(
     tls: ssl.SSLContext | None,
     ready: Callable[[], None],
     tick: Callable[[], None],
+    *,
+    http2: bool = True,
 ) -> None:
     """Serve until told to stop. ``tick`` runs about once a second (flushes, gauges)."""
     loop = asyncio.get_running_loop()
-    conns: set[HttpProtocol] = set()
-    admin_conns: set[HttpProtocol] = set()
+    conns: set[Connection] = set()
+    admin_conns: set[Connection] = set()
     server = await loop.create_server(
-        lambda: HttpProtocol(handler, counters, conns, tls=tls is not None, limits=limits),
+        client_protocol(handler, counters, conns, limits, tls, http2=http2),
         sock=client_sock,
         ssl=tls,
+        ssl_handshake_timeout=limits.header_timeout if tls else None,
         backlog=4096,
     )
     admin_server = await loop.create_server(
@@ -64,7 +68,7 @@ async def serve(
     admin_server.close()
     deadline = time.monotonic() + GRACE
     for c in list(conns) + list(admin_conns):
-        if not c.busy:
+        if not c.busy or c.graceful:  # graceful: HTTP/2 GOAWAY, in-flight streams finish
             c.close()
     while any(c.busy for c in conns) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)

@@ -18,7 +18,7 @@ import httptools
 
 from pkgedge.http.request import Request
 from pkgedge.http.response import error_response
-from pkgedge.server.limits import Limits
+from pkgedge.server.limits import Connection, Limits
 from pkgedge.stats.counters import Counters
 
 MAX_PIPELINE = 32
@@ -47,11 +47,13 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 
 class HttpProtocol(asyncio.Protocol):
+    graceful = False  # close() cuts the connection: the worker closes only idle ones
+
     def __init__(
         self,
         handler: Handler,
         counters: Counters,
-        connections: set[HttpProtocol],
+        connections: set[Connection],
         *,
         tls: bool = False,
         counted: bool = True,
