@@ -17,19 +17,7 @@ if _TESTS not in sys.path:
 from support.edge import EdgeFactory, EdgeProcess  # noqa: E402
 from support.postgres import postgres_server  # noqa: E402, F401  (session fixture, shared)
 from support.s3 import s3_server  # noqa: E402, F401  (session fixture, shared)
-from support.upstream import UpstreamIndex  # noqa: E402
-
-
-def populate_default(index: UpstreamIndex) -> UpstreamIndex:
-    """The default projects: ``alpha`` 1.0 (requires ``beta>=1.0``), ``beta`` 1.0 and 1.1
-    (1.1 is ``Requires-Python >=3.8``), ``gamma`` 0.1 (wheel and sdist, no dependencies).
-    Installing ``alpha`` gives alpha 1.0 and beta 1.1."""
-    index.add_project("alpha", "1.0", requires_dist=["beta>=1.0"])
-    index.add_project("beta", "1.0")
-    index.add_project("beta", "1.1", requires_python=">=3.8")
-    index.add_project("gamma", "0.1", sdist=True)
-    return index
-
+from support.upstream import UpstreamIndex, populate_default  # noqa: E402
 
 UpstreamFactory = Callable[..., UpstreamIndex]
 

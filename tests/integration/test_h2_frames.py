@@ -30,11 +30,10 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from conftest import populate_default
 from support.edge import EdgeFactory, EdgeProcess
 from support.h2client import H2Client
 from support.tls import LocalCA, make_test_ca
-from support.upstream import UpstreamIndex
+from support.upstream import UpstreamIndex, populate_default
 
 GET = [
     (":method", "GET"),

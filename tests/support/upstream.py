@@ -63,6 +63,7 @@ __all__ = [
     "UpstreamIndex",
     "big_chunks",
     "expected_bytes",
+    "populate_default",
     "sha256_of_big",
 ]
 
@@ -1213,3 +1214,14 @@ def _version_of(entry: FileEntry) -> str | None:
         return parse_filename(entry.filename)[1]
     except ValueError:
         return None
+
+
+def populate_default(index: UpstreamIndex) -> UpstreamIndex:
+    """The default projects: ``alpha`` 1.0 (requires ``beta>=1.0``), ``beta`` 1.0 and 1.1
+    (1.1 is ``Requires-Python >=3.8``), ``gamma`` 0.1 (wheel and sdist, no dependencies).
+    Installing ``alpha`` gives alpha 1.0 and beta 1.1."""
+    index.add_project("alpha", "1.0", requires_dist=["beta>=1.0"])
+    index.add_project("beta", "1.0")
+    index.add_project("beta", "1.1", requires_python=">=3.8")
+    index.add_project("gamma", "0.1", sdist=True)
+    return index
