@@ -46,7 +46,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import protection_cost
-
 from pkgedge.config import EdgeSettings, build_edge_settings
 from pkgedge.edge.protect import Guard
 from pkgedge.http.request import Request
@@ -235,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with baseline_guard(args.baseline) as before:
             compared = check_equivalence(before, tmp, 6000 if args.quick else 20000)
-            print(f"equivalence: {compared} requests, identical outcomes (baseline {args.baseline})")
+            print(f"equivalence: {compared} requests, same outcomes (baseline {args.baseline})")
             rows = []
             for acl in (False, True):
                 s = settings(tmp / f"t-{acl}", acl)
@@ -248,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                     b, a = bench_case(make, reqs, n, repeat)
                     config = "acl+xff" if acl else "defaults"
                     rows.append((config, label, b, a))
-                    print(f"  {config:8} {label:14} before {b:7.2f} us  after {a:7.2f} us", flush=True)
+                    print(f"  {config:8} {label:14} before {b:7.2f} us, after {a:7.2f} us")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nguard cost per hit (admit + account), medians of {repeat} rounds of {n} hits;")

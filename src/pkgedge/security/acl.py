@@ -226,6 +226,12 @@ class AclFile:
             raise ConfigError(f"{self.path}: not UTF-8 at byte {exc.start}") from None
         return Acl.parse(text, str(self.path))
 
+    @property
+    def next_check(self) -> float:
+        """The time from which :meth:`refresh` looks at the file again; before it, a call
+        does nothing (so a caller on a hot path may skip it)."""
+        return self._next
+
     def refresh(self, now: float) -> AclReload:
         """Reload the file if it changed since the last look (at most every ``interval``)."""
         if now < self._next:
