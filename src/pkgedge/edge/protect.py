@@ -190,7 +190,9 @@ class Guard:
         if self._blocked.get(key, _NEVER) > now or self._slowed.get(key, _NEVER) > now:
             return self._admit_penalized(req, c, now)
         spec = req.spec = c.spec
-        retry = self.limiter.charge(c.buckets[_route(req.target)], 1.0, now, c.bucket)
+        t = req.target  # _route(), inlined
+        route = 0 if t.startswith(_FILES) else 1 if t.startswith(_INDEX) else 2
+        retry = self.limiter.charge(c.buckets[route], 1.0, now, c.bucket)
         if retry:
             return self._limited(req, key, spec, retry)
         return None

@@ -172,7 +172,10 @@ class _Windows(_Expiring):
         self._entries.popitem(last=False)
 
     def touch(self, key: Hashable, now: float) -> list[float]:
-        self._clock(now)
+        if now < self._next and now >= self._latest:  # _clock(), inlined: every request
+            self._latest = now
+        else:
+            self._clock(now)
         entries = self._entries
         entry = entries.get(key)
         if entry is None or now - entry[0] >= self._window:
@@ -212,7 +215,10 @@ class _Distinct(_Expiring):
 
     def add(self, client: str, item: str, now: float) -> tuple[int, bool]:
         """(distinct count for ``client``, whether ``item`` was new to the window)."""
-        self._clock(now)
+        if now < self._next and now >= self._latest:  # _clock(), inlined: every request
+            self._latest = now
+        else:
+            self._clock(now)
         seen = self._seen
         h = hash((client, item))
         entry = seen.get(h)
@@ -301,9 +307,12 @@ class _DistinctSignal:
 
     def _add(self, client: str, item: str, now: float) -> SignalHit | None:
         count, new = self._distinct.add(client, item, now)
-        limit = self.settings.limit
-        if count <= limit:
+        if count <= self.settings.limit:
             return None
+        return self._add_hit(count, new, client)
+
+    def _add_hit(self, count: int, new: bool, client: str) -> SignalHit:
+        limit = self.settings.limit
         return SignalHit(self.REASON, client, count, limit, new and count == limit + 1)
 
 
@@ -316,7 +325,10 @@ class Enumeration(_DistinctSignal):
     DEFAULTS = CountSettings(limit=1000, window=600.0, max_entries=200_000)
 
     def observe(self, client: str, page: str, now: float) -> SignalHit | None:
-        return self._add(client, page, now)
+        count, new = self._distinct.add(client, page, now)
+        if count <= self.settings.limit:  # _add(), inlined: every index page
+            return None
+        return self._add_hit(count, new, client)
 
 
 class CacheBusting(_DistinctSignal):
