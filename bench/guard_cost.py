@@ -156,12 +156,14 @@ def mixed_workload(n: int) -> Iterator[tuple[Request, int, str]]:
         yield request(target, xff, ua, peer), status, cache
 
 
-def check_equivalence(before: type, tmp: Path, n: int) -> int:
-    """Feed both guards the same sequence; raise if any observable outcome differs."""
+def check_equivalence(before: type, tmp: Path, n: int) -> tuple[int, dict[str, int]]:
+    """Feed both guards the same sequence; raise if any observable outcome differs. Returns
+    how many requests were compared and the counters they moved (summed)."""
     compared = 0
+    moved: dict[str, int] = {}
     for acl in (False, True):
         for mode in ("enforce", "observe"):
-            flags = {"protection": mode, "rate_limit": "40/60", "bot_rate_limit": "5/10"}
+            flags = {"protection": mode, "rate_limit": "150/300", "bot_rate_limit": "5/10"}
             s = settings(tmp / f"eq-{acl}-{mode}", acl, **flags)
             ca, cb = Counters(1), Counters(1)
             a, b = before(s, ca), Guard(s, cb)
@@ -185,7 +187,9 @@ def check_equivalence(before: type, tmp: Path, n: int) -> int:
                 compared += 1
             if ca.snapshot() != cb.snapshot():
                 raise AssertionError(f"counters differ: {ca.snapshot()} != {cb.snapshot()}")
-    return compared
+            for name, value in ca.snapshot().items():
+                moved[name] = moved.get(name, 0) + value
+    return compared, moved
 
 
 # -- timing -----------------------------------------------------------------------------------
@@ -233,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="pkgedge-guard-cost-"))
     try:
         with baseline_guard(args.baseline) as before:
-            compared = check_equivalence(before, tmp, 6000 if args.quick else 20000)
-            print(f"equivalence: {compared} requests, same outcomes (baseline {args.baseline})")
+            compared, moved = check_equivalence(before, tmp, 6000 if args.quick else 20000)
+            print(f"equivalence: {compared} requests, same outcomes (baseline {args.baseline}): ")
+            print("  " + ", ".join(f"{k}={v}" for k, v in sorted(moved.items()) if v))
             rows = []
             for acl in (False, True):
                 s = settings(tmp / f"t-{acl}", acl)

@@ -74,6 +74,12 @@ def _route_class(target: str) -> str:
     return _ROUTES[_route(target)]
 
 
+def _expiry_times(box: PenaltyBox) -> dict[str, float]:
+    if box.expires is None:  # only a box with a store of its own keeps them
+        raise RuntimeError("the guard's penalty boxes must keep their own stores")
+    return box.expires
+
+
 class _Client:
     """What the guard knows of one (peer, X-Forwarded-For, User-Agent) for good."""
 
@@ -113,9 +119,9 @@ class Guard:
         self._specs = self.limiter.specs
         self.penalties = PenaltyBox(900.0)
         self.throttled = PenaltyBox(300.0)
-        # never None here (the boxes own their stores); a dict get each per request
-        self._blocked = self.penalties.expires if self.penalties.expires is not None else {}
-        self._slowed = self.throttled.expires if self.throttled.expires is not None else {}
+        # when each key's penalty surely ended: one dict get per box and request
+        self._blocked = _expiry_times(self.penalties)
+        self._slowed = _expiry_times(self.throttled)
         self.policy = SignalPolicy()
         self.origin_cost = settings.origin_cost
         self.repeats = RepeatDownloads()
@@ -233,11 +239,8 @@ class Guard:
             return
         target = req.target
         if cache_status != "hit" and "fwd=" in cache_status and "fwd=stale" not in cache_status:
-            spec = req.spec or "default"
-            bucket = self._specs[spec]
-            cost = RateLimiter.price(self.origin_cost - 1.0, bucket)
-            name = RateLimiter.bucket_key(f"{key}|{_route_class(target)}", spec)
-            self.limiter.charge(name, cost, now, bucket)
+            bucket = f"{key}|{_route_class(target)}"  # an origin fetch: not the hot path
+            self.limiter.take(bucket, self.origin_cost - 1.0, now, req.spec or "default")
         # the detectors in the order they always ran: each one's hit acted on at once
         # (acting changes nothing a later detector reads)
         hit = self.not_found.observe(key, status, now)
