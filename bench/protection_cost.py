@@ -8,9 +8,9 @@ Ctrl-C or an error):
 * an origin nginx (reused from ``bench/edge_vs_nginx.py``) serving, with ``Cache-Control:
   max-age=3600, public``, a 10 KB simple page (``/simple/bench/``) and a 1 MB file of random
   bytes, both under ``/files/bench/`` (a file route) and ``/simple/bench/`` (the same bytes);
-* three ``pkgedge edge`` processes on that origin (``--workers N`` each, default 1: the goal
-  is stated for one worker; 512 MB memory tier,
-  access log off), differing only in protection:
+* three ``pkgedge edge`` processes on that origin (``--workers N`` each, default 1 as the
+  goal is stated for one worker; 512 MB memory tier, access log off), differing only in
+  protection:
 
   - **A** ``--protection off``: the guard is not even constructed;
   - **B** ``--protection enforce --rate-limit 1000000000/1000000000``: client identity, the
