@@ -177,7 +177,9 @@ class Guard:
 
     # -- before ------------------------------------------------------------------------
     def admit(self, req: Request, now: float) -> bytes | None:
-        """None to serve the request, or the complete refusal to send instead."""
+        """None to serve the request, or the complete refusal to send instead. Sets
+        ``req.key`` and ``req.spec`` (never empty afterwards: admitted once, the slow path
+        does not charge again)."""
         m = req.map
         aclfile = self.acl
         if aclfile is not None and now >= aclfile.next_check:
@@ -190,7 +192,7 @@ class Guard:
             if c.verdict == "allow":
                 req.spec = "allow"
                 return None
-            req.spec = "default"  # admitted once: the slow path does not charge again
+            req.spec = "default"
             reason = f"access denied by this index's deny list ({c.why})"
             return self._refuse(req, 403, "denied", reason)
         if self._blocked.get(key, _NEVER) > now or self._slowed.get(key, _NEVER) > now:
