@@ -122,7 +122,7 @@ class _Expiring:
         else:
             self._ordered = False
             self._next = -math.inf
-        if now >= self._next:
+        if not now < self._next:
             self._prune(now)
 
     def _front(self) -> tuple[object, float] | None:
@@ -139,7 +139,8 @@ class _Expiring:
                     self._next = _due(front[1], window)
                 return
             self._drop_front()
-        self._ordered, self._next = True, math.inf
+        # empty: what comes next is ordered if it is not older than this call
+        self._ordered, self._next, self._latest = True, math.inf, now
 
     def _added(self, now: float) -> None:
         """Call after adding an entry last seen at ``now``."""
