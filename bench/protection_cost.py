@@ -8,8 +8,9 @@ Ctrl-C or an error):
 * an origin nginx (reused from ``bench/edge_vs_nginx.py``) serving, with ``Cache-Control:
   max-age=3600, public``, a 10 KB simple page (``/simple/bench/``) and a 1 MB file of random
   bytes, both under ``/files/bench/`` (a file route) and ``/simple/bench/`` (the same bytes);
-* three ``pkgedge edge`` processes on that origin (``--workers N`` each, 512 MB memory tier,
-  access log off), differing only in protection:
+* three ``pkgedge edge`` processes on that origin (``--workers N`` each, default 1 as the
+  goal is stated for one worker; 512 MB memory tier, access log off), differing only in
+  protection:
 
   - **A** ``--protection off``: the guard is not even constructed;
   - **B** ``--protection enforce --rate-limit 1000000000/1000000000``: client identity, the
@@ -42,7 +43,7 @@ to a noisy machine than throughput), and the ratios B/A and C/A. ``/stats`` of e
 read around every run and at the end: ``rate_limited``, ``denied``, ``signals`` (and
 ``penalized``, ``observed``) must stay 0 during the load for a valid cost measurement.
 
-With 2 cores, wrk (1 thread) and the edge's 2 workers compete for CPU: absolute numbers are
+With 2 cores, wrk (1 thread) and the edge's workers compete for CPU: absolute numbers are
 low and noisy; compare the ratios, measured alternately under the same conditions.
 """
 
@@ -346,7 +347,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="one round of 3 s runs")
     p.add_argument("--duration", type=float, help="seconds per wrk run (default 6, quick 3)")
     p.add_argument("--repeat", type=int, help="rounds of A, B, C per case (default 5, quick 1)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes of each edge")
+    p.add_argument("--workers", type=int, default=1, help="worker processes of each edge")
     p.add_argument("--no-acl", action="store_true", help="skip edge C (ACL + XFF)")
     p.add_argument("--json", type=Path, help="save the results as JSON")
     args = p.parse_args(argv)

@@ -197,7 +197,9 @@ class AclFile:
             raise ConfigError(f"ACL reload interval must be >= 0, got {interval!r}")
         self.path = Path(path)
         self.interval = interval
-        self._next = -math.inf
+        #: the time from which :meth:`refresh` looks at the file again; before it a call
+        #: does nothing, so a caller on a hot path may skip it (read only)
+        self.next_check = -math.inf
         self._sig = self._signature()
         self.error: str | None = None
         self.error_line: int | None = None
@@ -228,9 +230,9 @@ class AclFile:
 
     def refresh(self, now: float) -> AclReload:
         """Reload the file if it changed since the last look (at most every ``interval``)."""
-        if now < self._next:
+        if now < self.next_check:
             return AclReload("not-due", self.error, self.error_line)
-        self._next = now + self.interval
+        self.next_check = now + self.interval
         sig = self._signature()
         if sig == self._sig:
             return AclReload("unchanged", self.error, self.error_line)

@@ -133,17 +133,28 @@ class MemoryStore:
         return len(self._penalties)
 
     def take(self, key: str, cost: float, now: float, spec: BucketSpec) -> tuple[bool, float]:
-        entry = self._buckets.get(key)
+        # refill() and take_tokens() inlined (the same arithmetic, in the same order): this
+        # runs on every request, and the slack (math.ulp) is only needed when it decides
+        buckets = self._buckets
+        entry = buckets.get(key)
+        burst = spec.burst
         if entry is None:
-            if len(self._buckets) >= self.max_keys:
+            if len(buckets) >= self.max_keys:
                 self._evict_bucket(now)
-            tokens = spec.burst
+            tokens, last = burst, now
         else:
-            tokens = refill(entry[0], entry[1], now, spec)
-        allowed, tokens = take_tokens(tokens, cost, now, spec)
-        last = max(now, entry[1]) if entry else now
-        self._buckets[key] = (tokens, last, last + (spec.burst - tokens) / spec.rate)
-        self._buckets.move_to_end(key)
+            tokens, last = entry[0], entry[1]
+            if now > last:
+                tokens += (now - last) * spec.rate
+                if tokens > burst:  # noqa: PLR1730 (min() costs a call per request)
+                    tokens = burst
+                last = now
+        need = burst if burst < cost else cost
+        allowed = tokens >= need or tokens + (_EPSILON + 4 * math.ulp(now) * spec.rate) >= need
+        if allowed:
+            tokens -= cost
+        buckets[key] = (tokens, last, last + (burst - tokens) / spec.rate)
+        buckets.move_to_end(key)
         return allowed, tokens
 
     def _evict_bucket(self, now: float) -> None:
@@ -209,16 +220,37 @@ class RateLimiter:
         bucket = self.specs.get(spec)
         if bucket is None:
             raise ConfigError(f"unknown bucket spec {spec!r}; known: {sorted(self.specs)}")
-        if not cost >= 0:
-            cost = 0.0
-        elif cost == math.inf:
-            cost = bucket.burst
-        allowed, tokens = self.store.take(f"{spec}\x1f{key}", cost, now, bucket)
+        cost = self.price(cost, bucket)
+        allowed, tokens = self.store.take(self.bucket_key(key, spec), cost, now, bucket)
         if allowed:
             reason = "allowed-debt" if cost > bucket.burst else "allowed"
             return Decision(True, 0.0, max(0.0, tokens), reason, spec)
         need = min(cost, bucket.burst)
         return Decision(False, (need - tokens) / bucket.rate, max(0.0, tokens), "limited", spec)
+
+    @staticmethod
+    def price(cost: float, bucket: BucketSpec) -> float:
+        """``cost`` as :meth:`take` charges it: negative and NaN are 0, infinity ``burst``."""
+        if not cost >= 0:
+            return 0.0
+        if cost == math.inf:
+            return bucket.burst
+        return cost
+
+    @staticmethod
+    def bucket_key(key: str, spec: str) -> str:
+        """The store key of ``key``'s ``spec`` bucket (for :meth:`charge`)."""
+        return f"{spec}\x1f{key}"
+
+    def charge(self, bucket_key: str, cost: float, now: float, bucket: BucketSpec) -> float:
+        """:meth:`take` for callers on a hot path that name and price their buckets once:
+        ``bucket_key`` from :meth:`bucket_key`, ``cost`` from :meth:`price`, ``bucket`` the
+        spec's :class:`BucketSpec`. Returns 0.0 when allowed, else ``retry_after`` (> 0),
+        the same as :meth:`take` would; no :class:`Decision` is built."""
+        allowed, tokens = self.store.take(bucket_key, cost, now, bucket)
+        if allowed:
+            return 0.0
+        return (min(cost, bucket.burst) - tokens) / bucket.rate
 
     def __repr__(self) -> str:
         return f"<RateLimiter specs={sorted(self.specs)} store={self.store!r}>"
@@ -234,6 +266,11 @@ class PenaltyBox:
             raise ConfigError(f"penalty duration must be > 0, got {default_duration!r}")
         self.default_duration = default_duration
         self.store: Store = store if store is not None else MemoryStore(max_keys)
+        #: key → a time from which the key surely has no penalty (None with a given store,
+        #: which others may write): :meth:`check` can only find a penalty on a key while
+        #: ``expires.get(key, -inf) > now``, so a caller may skip it otherwise (one dict get).
+        self.expires: dict[str, float] | None = {} if store is None else None
+        self._expires_cap = 2 * max_keys
 
     def penalize(
         self, key: str, now: float, duration: float | None = None, reason: str = "penalized"
@@ -243,7 +280,19 @@ class PenaltyBox:
         length = self.default_duration if duration is None else duration
         if not length >= 0:
             length = 0.0
-        return self.store.put_penalty(key, Penalty(now + length, reason), now)
+        kept = self.store.put_penalty(key, Penalty(now + length, reason), now)
+        expires = self.expires
+        if expires is not None:
+            if kept.until > expires.get(key, -math.inf):
+                expires[key] = kept.until
+            if len(expires) > self._expires_cap:
+                # keep the keys the store still holds a penalty for (at most its max_keys)
+                live = [(k, t) for k, t in expires.items() if t > now]
+                expires.clear()  # in place: callers may hold the dict
+                expires.update(
+                    (k, t) for k, t in live if self.store.get_penalty(k, now) is not None
+                )
+        return kept
 
     def check(self, key: str, now: float) -> Penalty | None:
         """The penalty on ``key`` at ``now``, or None once it has expired."""

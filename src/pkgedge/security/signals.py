@@ -96,48 +96,117 @@ class SignalHit:
     first: bool
 
 
-class _Windows:
+def _due(last: float, window: float) -> float:
+    """A time a little before ``last + window``: before it, ``now - last < window`` surely
+    holds (the margin, ~1e-12 relative, is far above the rounding of either form)."""
+    return last + window - (abs(last) + window) * 1e-12
+
+
+class _Expiring:
+    """Entries ordered by last-seen time (index 1 of the value), dropped from the front once
+    ``window`` has passed since then. While ``now`` never runs back the front is the oldest
+    entry, so the time it expires is remembered (``_next``) instead of looked at on every
+    call; once ``now`` runs back the order is unknown and every call looks at the front, as
+    all calls did before, until the table is empty again."""
+
+    def __init__(self, window: float) -> None:
+        self._window = window
+        self._next = math.inf  # no entry has expired before this time
+        self._latest = -math.inf  # the latest ``now`` seen
+        self._ordered = True
+
+    def _clock(self, now: float) -> None:
+        """Call first with every ``now``; prunes the front when it may have expired."""
+        if now >= self._latest:
+            self._latest = now
+        else:
+            self._ordered = False
+            self._next = -math.inf
+        if not now < self._next:
+            self._prune(now)
+
+    def _front(self) -> tuple[object, float] | None:
+        raise NotImplementedError
+
+    def _drop_front(self) -> None:
+        raise NotImplementedError
+
+    def _prune(self, now: float) -> None:
+        window = self._window
+        while (front := self._front()) is not None:
+            if now - front[1] < window:
+                if self._ordered:
+                    self._next = _due(front[1], window)
+                return
+            self._drop_front()
+        # empty: what comes next is ordered if it is not older than this call
+        self._ordered, self._next, self._latest = True, math.inf, now
+
+    def _added(self, now: float) -> None:
+        """Call after adding an entry last seen at ``now``."""
+        if self._ordered:
+            self._next = min(self._next, _due(now, self._window))
+
+
+class _Windows(_Expiring):
     """Counters per key over a window anchored at the key's first event, LRU-bounded.
 
     An entry is ``[start, last, counter...]``; entries are ordered by ``last``, so the ones
     whose window has surely ended (``last`` a window ago) are dropped from the front."""
 
     def __init__(self, window: float, cap: int, width: int) -> None:
-        self._window, self._cap, self._width = window, cap, width
+        super().__init__(window)
+        self._cap, self._width = cap, width
         self._entries: OrderedDict[Hashable, list[float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def touch(self, key: Hashable, now: float) -> list[float]:
+    def _front(self) -> tuple[object, float] | None:
         entries = self._entries
-        while entries:
-            oldest = next(iter(entries.values()))
-            if now - oldest[1] < self._window:
-                break
-            entries.popitem(last=False)
+        if not entries:
+            return None
+        entry = next(iter(entries.values()))
+        return None, entry[1]
+
+    def _drop_front(self) -> None:
+        self._entries.popitem(last=False)
+
+    def touch(self, key: Hashable, now: float) -> list[float]:
+        if now < self._next and now >= self._latest:  # _clock(), inlined: every request
+            self._latest = now
+        else:
+            self._clock(now)
+        entries = self._entries
         entry = entries.get(key)
         if entry is None or now - entry[0] >= self._window:
             if entry is None and len(entries) >= self._cap:
                 entries.popitem(last=False)
             entry = entries[key] = [now, now] + [0.0] * self._width
-        entry[1] = max(entry[1], now)
+            self._added(now)
+        elif now > entry[1]:
+            entry[1] = now
         entries.move_to_end(key)
         return entry
 
 
-class _Distinct:
+class _Distinct(_Expiring):
     """Distinct items per client, each counted while seen less than ``window`` ago."""
 
     def __init__(self, window: float, cap: int) -> None:
-        self._window, self._cap = window, cap
+        super().__init__(window)
+        self._cap = cap
         self._seen: OrderedDict[int, tuple[str, float]] = OrderedDict()
         self._counts: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def _drop_oldest(self) -> None:
+    def _front(self) -> tuple[object, float] | None:
+        seen = self._seen
+        return next(iter(seen.values())) if seen else None
+
+    def _drop_front(self) -> None:
         _, (client, _) = self._seen.popitem(last=False)
         left = self._counts[client] - 1
         if left:
@@ -147,18 +216,22 @@ class _Distinct:
 
     def add(self, client: str, item: str, now: float) -> tuple[int, bool]:
         """(distinct count for ``client``, whether ``item`` was new to the window)."""
+        if now < self._next and now >= self._latest:  # _clock(), inlined: every request
+            self._latest = now
+        else:
+            self._clock(now)
         seen = self._seen
-        while seen and now - next(iter(seen.values()))[1] >= self._window:
-            self._drop_oldest()
         h = hash((client, item))
         entry = seen.get(h)
         if entry is not None:
-            seen[h] = (entry[0], max(entry[1], now))
+            if now > entry[1]:
+                seen[h] = (entry[0], now)
             seen.move_to_end(h)
             return self._counts.get(client, 0), False
         if len(seen) >= self._cap:
-            self._drop_oldest()
+            self._drop_front()
         seen[h] = (client, now)
+        self._added(now)
         count = self._counts[client] = self._counts.get(client, 0) + 1
         return count, True
 
@@ -180,8 +253,8 @@ class RepeatDownloads:
 
     def observe(self, client: str, path: str, now: float) -> SignalHit | None:
         entry = self._windows.touch(hash((client, path)), now)
-        entry[2] += 1
-        count, limit = entry[2], self.settings.limit
+        count = entry[2] = entry[2] + 1
+        limit = self.settings.limit
         if count <= limit:
             return None
         return SignalHit(self.REASON, client, count, limit, count == limit + 1)
@@ -199,6 +272,7 @@ class NotFoundRatio:
         self.settings = settings or self.DEFAULTS
         s = self.settings
         self._windows = _Windows(s.window, s.max_entries, 2)
+        self._statuses = s.statuses
 
     def __len__(self) -> int:
         return len(self._windows)
@@ -209,12 +283,15 @@ class NotFoundRatio:
 
     def observe(self, client: str, status: int, now: float) -> SignalHit | None:
         entry = self._windows.touch(client, now)
-        before = self._over(entry[2], entry[3])
-        entry[2] += 1
-        if status in self.settings.statuses:
-            entry[3] += 1
+        requests, missing = entry[2], entry[3]
+        entry[2] = requests + 1
+        if status in self._statuses:
+            entry[3] = missing + 1
+        if not entry[3]:  # no miss in the window: never over (ratio >= 0)
+            return None
         if not self._over(entry[2], entry[3]):
             return None
+        before = self._over(requests, missing)
         return SignalHit(self.REASON, client, entry[3] / entry[2], self.settings.ratio, not before)
 
 
@@ -231,9 +308,12 @@ class _DistinctSignal:
 
     def _add(self, client: str, item: str, now: float) -> SignalHit | None:
         count, new = self._distinct.add(client, item, now)
-        limit = self.settings.limit
-        if count <= limit:
+        if count <= self.settings.limit:
             return None
+        return self._add_hit(count, new, client)
+
+    def _add_hit(self, count: int, new: bool, client: str) -> SignalHit:
+        limit = self.settings.limit
         return SignalHit(self.REASON, client, count, limit, new and count == limit + 1)
 
 
@@ -246,7 +326,10 @@ class Enumeration(_DistinctSignal):
     DEFAULTS = CountSettings(limit=1000, window=600.0, max_entries=200_000)
 
     def observe(self, client: str, page: str, now: float) -> SignalHit | None:
-        return self._add(client, page, now)
+        count, new = self._distinct.add(client, page, now)
+        if count <= self.settings.limit:  # _add(), inlined: every index page
+            return None
+        return self._add_hit(count, new, client)
 
 
 class CacheBusting(_DistinctSignal):

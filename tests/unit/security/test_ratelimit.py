@@ -17,6 +17,7 @@ from pkgedge.security.ratelimit import (
     RateLimiter,
     Store,
     refill,
+    take_tokens,
 )
 
 T0 = 1000.0
@@ -239,3 +240,59 @@ def test_expired_penalties_are_evicted_first() -> None:
 def test_bad_penalty_duration() -> None:
     with pytest.raises(ConfigError):
         PenaltyBox(0)
+
+
+# -- the hot-path forms: the same arithmetic as refill() and take_tokens() ---------------------
+charges = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b"]),
+        st.one_of(st.sampled_from([1.0, 9.0, 0.0, 50.0, -1.0, math.inf]), st.floats(0, 20)),
+        st.one_of(st.floats(0, 2), st.floats(-1, 0), st.sampled_from([0.0, 0.25])),
+    ),
+    max_size=150,
+)
+
+
+@given(charges)
+def test_store_take_matches_refill_and_take_tokens(seq: list[tuple[str, float, float]]) -> None:
+    spec = BucketSpec(4.0, 20.0)
+    store = MemoryStore()
+    ref: dict[str, tuple[float, float]] = {}
+    now = 1_700_000_000.0
+    for key, raw, step in seq:
+        now += step
+        cost = RateLimiter.price(raw, spec)
+        tokens, last = ref.get(key, (spec.burst, now))
+        allowed, after = take_tokens(refill(tokens, last, now, spec), cost, now, spec)
+        ref[key] = (after, max(now, last))
+        assert store.take(key, cost, now, spec) == (allowed, after)
+
+
+@given(charges)
+def test_charge_answers_as_take(seq: list[tuple[str, float, float]]) -> None:
+    specs = {"client": BucketSpec(4.0, 20.0)}
+    a, b = RateLimiter(specs), RateLimiter(specs)
+    now = 1_700_000_000.0
+    for key, cost, step in seq:
+        now += step
+        decision = a.take(key, cost, now, "client")
+        bucket = specs["client"]
+        retry = b.charge(RateLimiter.bucket_key(key, "client"), a.price(cost, bucket), now, bucket)
+        assert (retry == 0.0) == decision.allowed
+        assert retry == decision.retry_after
+
+
+def test_penalty_expiry_times_cover_the_box_and_stay_bounded() -> None:
+    box = PenaltyBox(60.0, max_keys=10)
+    assert box.expires is not None
+    expires = box.expires
+    for i in range(1000):
+        now = T0 + i
+        box.penalize(f"k{i}", now, duration=5 if i % 2 else 500)
+        assert len(expires) <= 20 and box.expires is expires  # pruned in place
+        for k in (f"k{j}" for j in range(max(0, i - 30), i + 1)):
+            if box.check(k, now) is not None:  # a penalty in force is always announced
+                assert expires.get(k, -math.inf) > now
+    box.penalize("k999", T0 + 999, duration=1)  # a shorter one keeps the longer expiry
+    assert expires["k999"] == T0 + 999 + 5
+    assert PenaltyBox(60.0, store=MemoryStore()).expires is None  # a given store: no shortcut
