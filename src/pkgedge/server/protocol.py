@@ -25,6 +25,11 @@ MAX_PIPELINE = 32
 #: Methods the edge relays at all; anything else is answered 405 (TRACE/CONNECT included).
 ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 ALLOW_HEADER = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+#: Field names as received → their lower-case text (names repeat on every request); names
+#: holding "_" are never added, so a miss is where they are dropped.
+_NAMES: dict[bytes, str] = {}
+#: Host values already found valid (bounded).
+_HOSTS: set[str] = set()
 _HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$")
 
 
@@ -199,12 +204,17 @@ class HttpProtocol(asyncio.Protocol):
         headers: list[tuple[str, str]] = []
         fields: dict[str, str] = {}
         hosts = 0
+        names = _NAMES
         for raw_name, raw_value in self._headers:
-            if b"_" in raw_name:
-                # header names with "_" are dropped (as nginx does): CGI-style servers read
-                # them as the dashed names, which would let them slip past every filter here
-                continue
-            name = raw_name.decode("latin-1").lower()
+            name = names.get(raw_name)
+            if name is None:
+                if b"_" in raw_name:
+                    # header names with "_" are dropped (as nginx does): CGI-style servers
+                    # read them as the dashed names, which would slip past every filter here
+                    continue
+                name = raw_name.decode("latin-1").lower()
+                if len(names) < 512:
+                    names[raw_name] = name
             value = raw_value.decode("latin-1")
             headers.append((name, value))
             if name in fields:
@@ -217,13 +227,16 @@ class HttpProtocol(asyncio.Protocol):
         if not hosts:
             if version == "1.1":
                 raise _Reject(400, "HTTP/1.1 requests must carry a Host header")
-        elif not _HOST_RE.match(fields["host"]):
-            raise _Reject(400, "invalid Host header")
+        elif fields["host"] not in _HOSTS:
+            if not _HOST_RE.match(fields["host"]):
+                raise _Reject(400, "invalid Host header")
+            if len(_HOSTS) < 256:
+                _HOSTS.add(fields["host"])
         te = fields.get("transfer-encoding")
         if te is not None and [c.strip().lower() for c in te.split(",")] != ["chunked"]:
             # only plain chunked is understood; anything else is ambiguous framing
             raise _Reject(501, "unsupported Transfer-Encoding")
-        content_length = next((v for n, v in headers if n == "content-length"), None)
+        content_length = fields.get("content-length")  # (llhttp refuses a repeated one)
         if (
             content_length is not None
             and content_length.isdigit()
