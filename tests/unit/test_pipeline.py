@@ -200,3 +200,18 @@ def test_stale_while_revalidate_keeps_its_detail(edge: tuple[Pipeline, MemoryOri
     assert h1["cache-status"].endswith("detail=stale-while-revalidate")
     assert h2["cache-status"].endswith("detail=stale-while-revalidate")  # never the fast path
     assert 2 <= origin.count <= 3  # the first fetch, and background refreshes
+
+
+def test_a_large_body_is_written_from_its_mapping(edge: tuple[Pipeline, MemoryOrigin]) -> None:
+    """Above JOIN_MAX the head and the mapped body are two writes: the same bytes arrive."""
+    pipeline, origin = edge
+    big = bytes(range(256)) * 1000  # 256 kB, kept in memory (memory-object-max is 1 MB)
+    origin.add("/files/big.whl", headers=[("cache-control", "max-age=600")], body=big)
+
+    async def go() -> list[tuple[int, dict[str, str], bytes]]:
+        return [await get(pipeline, "/files/big.whl") for _ in range(3)]
+
+    answers = run(go())
+    assert [b == big for _, _, b in answers] == [True, True, True]
+    assert answers[2][1]["content-length"] == str(len(big))
+    assert origin.count == 1 and len(pipeline.hot) == 1

@@ -27,6 +27,8 @@ from pkgedge.stats.counters import Counters
 from pkgedge.upstream.client import UpstreamResponse
 
 CHUNK = 256 * 1024
+#: In-memory bodies up to this size are written in one piece with their head.
+JOIN_MAX = 64 * 1024
 _NOT_MODIFIED_KEEP = frozenset(
     {"cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified"}
 )
@@ -145,22 +147,18 @@ class Delivery:
                 # a plain fresh hit: written the way the fast path will replay it
                 ttl = int(entry.ttl(now))
                 ctx.cache_status = f"pkgedge; hit; ttl={ttl}"
-                data = dl.hit_response(prefix, age, ttl, body, close)
+                head = dl.hit_head(prefix, age, ttl, len(body), close)
                 if status == 200 and req.method == "GET":
                     self.hot.remember(ctx, entry, prefix, coding)
             else:
-                tail = dl.head_tail(
+                head = prefix + dl.head_tail(
                     length=len(body),
                     age=age,
                     cache_status=ctx.cache_status,
                     extra=self._trace_fields(ctx),
                     close=close,
                 )
-                data = b"".join((prefix, tail, body))
-            if req.method == "HEAD":
-                data = data[: len(data) - len(body)]
-            client.write(data)
-            ctx.sent = len(data)
+            ctx.sent = send(client, head, b"" if req.method == "HEAD" else body)
             return
         head = dl.response_head(
             status,
@@ -269,6 +267,18 @@ class Delivery:
                     client.write(b"0\r\n\r\n")
         except PkgedgeError:
             client.abort()
+
+
+def send(client: Client, head: bytes, body: bytes | memoryview) -> int:
+    """Write a head and an in-memory body: joined when small (one copy, one system call),
+    else the body straight from the memory tier's mapping (no copy). Returns bytes written."""
+    if len(body) <= JOIN_MAX:
+        data = head + body
+        client.write(data)
+        return len(data)
+    client.write(head)
+    client.write(body)
+    return len(head) + len(body)
 
 
 async def send_file(client: Client, fd: int, start: int, end: int) -> int:

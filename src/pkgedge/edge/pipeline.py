@@ -16,7 +16,7 @@ from pkgedge.cache.store import Store
 from pkgedge.config import EdgeSettings
 from pkgedge.edge.backend import Backend
 from pkgedge.edge.context import Client, Ctx
-from pkgedge.edge.deliver import Delivery
+from pkgedge.edge.deliver import Delivery, send
 from pkgedge.edge.fastpath import HotHits
 from pkgedge.edge.fill import Fills
 from pkgedge.edge.hooks import Hooks
@@ -25,7 +25,7 @@ from pkgedge.edge.protect import Guard
 from pkgedge.edge.steps import STEPS
 from pkgedge.errors import PkgedgeError
 from pkgedge.http.request import Request
-from pkgedge.http.response import hit_response
+from pkgedge.http.response import hit_head
 from pkgedge.stats.counters import Counters
 
 _EMPTY = memoryview(b"")
@@ -79,16 +79,16 @@ class Pipeline:
         body = self.memory.get(mkey) if entry.size else _EMPTY
         if body is None:
             return False
-        data = hit_response(prefix, int(entry.age(now)), int(ttl), body, not req.keep_alive)
-        client.write(data)
+        head = hit_head(prefix, int(entry.age(now)), int(ttl), len(body), not req.keep_alive)
+        sent = send(client, head, body)
         slots = self._slots
         slots[self._i_hits] += 1
-        slots[self._i_bytes] += len(data)
+        slots[self._i_bytes] += sent
         self.store.touch(entry.objid)
         if guard is not None:
             guard.account(req, 200, "hit", now)
         if self.hooks.active:
-            self.hooks.log(req, 200, len(data), f"pkgedge; hit; ttl={int(ttl)}", 0.0)
+            self.hooks.log(req, 200, sent, f"pkgedge; hit; ttl={int(ttl)}", 0.0)
         return True
 
     # -- the loop ------------------------------------------------------------------------

@@ -146,17 +146,16 @@ def head_tail(
     return header_block(tail) + b"\r\n"
 
 
-def hit_response(prefix: bytes, age: int, ttl: int, body: bytes | memoryview, close: bool) -> bytes:
-    """A fresh hit: ``prefix + head_tail(...) + body`` for Cache-Status ``pkgedge; hit;
-    ttl=N``, formatted in one step (the fast path replays it; byte-identical to the slow
-    path's :func:`head_tail`)."""
-    return b"%sage: %d\r\ncache-status: pkgedge; hit; ttl=%d\r\ncontent-length: %d\r\n%s\r\n%s" % (
+def hit_head(prefix: bytes, age: int, ttl: int, length: int, close: bool) -> bytes:
+    """The head of a fresh hit: ``prefix + head_tail(...)`` for Cache-Status ``pkgedge; hit;
+    ttl=N``, formatted in one step (the fast path replays it; byte-identical to
+    :func:`head_tail`)."""
+    return b"%sage: %d\r\ncache-status: pkgedge; hit; ttl=%d\r\ncontent-length: %d\r\n%s\r\n" % (
         prefix,
         age,
         ttl,
-        len(body),
+        length,
         b"connection: close\r\n" if close else b"",
-        body,
     )
 
 

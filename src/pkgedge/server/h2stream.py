@@ -82,7 +82,7 @@ class H2Stream:
         return self.task is None and (self.closed or self.ended)
 
     # -- what the pipeline uses ----------------------------------------------------------
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self.closed or self.complete or not data:
             return
         self.started = True

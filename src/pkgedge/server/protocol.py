@@ -328,7 +328,7 @@ class HttpProtocol(asyncio.Protocol):
         self.close()
 
     # -- what the pipeline uses ----------------------------------------------------------
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if not self.closed and self.transport is not None:
             self.transport.write(data)
 
