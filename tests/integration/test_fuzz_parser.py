@@ -449,11 +449,14 @@ class StubHandler:
         client.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
 
 
-async def drive(data: bytes, step: int | None) -> tuple[StubHandler, bytes]:
+async def drive(
+    data: bytes, step: int | None, limits: Limits | None = None
+) -> tuple[StubHandler, bytes]:
     """Feed *data* to a new HttpProtocol, whole (*step* None) or *step* bytes at a time,
-    letting the loop run between pieces as a real socket would; honours pause/close."""
+    letting the loop run between pieces as a real socket would; honours pause/close.
+    *limits* may be shared between calls (so is the memo of parsed requests it holds)."""
     handler = StubHandler()
-    proto = HttpProtocol(handler, Counters(1), set(), limits=Limits())
+    proto = HttpProtocol(handler, Counters(1), set(), limits=limits or Limits())
     transport = FakeTransport()
     proto.connection_made(transport)
     pieces = [data] if step is None else [data[i : i + step] for i in range(0, len(data), step)]
@@ -510,3 +513,45 @@ def test_protocol_in_process_smoke(loop: asyncio.AbstractEventLoop) -> None:
     ]
     assert out.count(b"HTTP/1.1 200 OK") == 2
     assert b"HTTP/1.1 400 " in out
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(payload=PAYLOADS, step=st.sampled_from([None, 1, 5]))
+def test_the_memo_of_parsed_requests_never_changes_an_answer(
+    loop: asyncio.AbstractEventLoop, payload: bytes, step: int | None
+) -> None:
+    """Connections sharing one worker's Limits share its memo of parsed requests: the same
+    bytes again (whole, or as the pieces a socket gives) are answered exactly as parsing
+    them would, whatever was remembered from the first time."""
+    shared = Limits()
+    first, out_first = loop.run_until_complete(drive(payload, None, shared))
+    again, out_again = loop.run_until_complete(drive(payload, step, shared))
+    assert again.seen == first.seen
+    assert out_again == out_first
+
+
+def test_a_whole_request_seen_before_is_not_parsed_again(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    shared = Limits()
+    request = _req(close=False)
+    handler, out = loop.run_until_complete(drive(request + request, None, shared))
+    assert shared.parsed == {}  # two requests in one chunk: not one request's bytes
+    loop.run_until_complete(drive(request, None, shared))
+    assert list(shared.parsed) == [request]
+    handler, out = loop.run_until_complete(drive(request, None, shared))
+    assert [(m, t) for m, t, _, _ in handler.seen] == [("GET", "/simple/alpha/")]
+    assert out.count(b"HTTP/1.1 200 OK") == 1
+
+
+def test_requests_with_a_body_or_closing_are_never_remembered(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    shared = Limits()
+    for payload in (
+        _req(close=True),
+        b"POST /legacy/ HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab",
+        b"GET /simple/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    ):
+        loop.run_until_complete(drive(payload, None, shared))
+    assert shared.parsed == {}

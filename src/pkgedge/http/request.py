@@ -30,7 +30,8 @@ class Request:
         http: str = "1.1",
     ) -> None:
         """``headers``: lower-case names in arrival order; ``fields``: the same as a dict with
-        repeated fields comma-joined (built from ``headers`` when not given)."""
+        repeated fields comma-joined (built from ``headers`` when not given). Both may be
+        shared by several requests (the same bytes parsed once): never mutate them."""
         self.method = method
         self.target = target
         self.headers = headers

@@ -27,6 +27,12 @@ class Limits:
     open: int = 0
     per_client: dict[str, int] = field(default_factory=dict)
     refused: int = 0
+    #: bytes of a whole GET/HEAD request (keep-alive, no body) → its parse (method, target,
+    #: headers, fields), shared by the connections these limits apply to (see
+    #: ``HttpProtocol.data_received``)
+    parsed: dict[bytes, tuple[str, str, list[tuple[str, str]], dict[str, str]]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:

@@ -22,6 +22,10 @@ from pkgedge.server.limits import Connection, Limits
 from pkgedge.stats.counters import Counters
 
 MAX_PIPELINE = 32
+#: Requests remembered as parsed (per worker, in ``Limits.parsed``): a chunk of bytes equal
+#: to one of them is that request again, without parsing.
+_PARSED_MAX = 4096
+_PARSED_MAX_BYTES = 8192
 #: Methods the edge relays at all; anything else is answered 405 (TRACE/CONNECT included).
 ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 ALLOW_HEADER = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -91,6 +95,9 @@ class HttpProtocol(asyncio.Protocol):
         self._rejected: tuple[int, str] | None = None
         self.counted = counted  # False on the admin listener: its calls are not traffic
         self._slots = counters.slots
+        self._in_message = False  # between on_message_begin and on_message_complete
+        self._completed = 0  # messages completed by the current feed_data
+        self._template: tuple[str, str, list[tuple[str, str]], dict[str, str]] | None = None
         self._i_requests = counters.index("requests")
         self._loop = asyncio.get_running_loop()
 
@@ -137,6 +144,20 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.idle_since = self._loop.time()
+        parsed = self.limits.parsed
+        fresh = not self._in_message and self._rejected is None
+        if fresh:
+            template = parsed.get(data)
+            if template is not None:
+                # these very bytes were one complete request before: llhttp and our checks
+                # would give the same answer again, so take it (the parser's state is the
+                # same before and after a complete message: nothing to feed it)
+                self.head_started = None
+                method, target, headers, fields = template
+                self._enqueue(Request(method, target, headers, True, self.client, fields))
+                return
+        self._completed = 0
+        self._template = None
         try:
             self.parser.feed_data(data)
         except _Reject as rej:
@@ -155,6 +176,16 @@ class HttpProtocol(asyncio.Protocol):
                 self._reject(400, "malformed request")
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed request: {exc}")
+        else:
+            if (
+                fresh
+                and self._completed == 1
+                and self._template is not None
+                and not self._in_message
+                and len(data) <= _PARSED_MAX_BYTES
+                and len(parsed) < _PARSED_MAX
+            ):
+                parsed[data] = self._template  # the chunk was exactly this one request
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -168,6 +199,7 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self._in_message = True
         if self.head_started is None:
             self.head_started = self._loop.time()
         self._url = b""
@@ -261,10 +293,22 @@ class HttpProtocol(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_message = False
+        self._completed += 1
         self.body_started = None
         req = self._current
         if self._body:
             req.body = b"".join(self._body)
+        elif (
+            req.method in ("GET", "HEAD")
+            and req.keep_alive
+            and "content-length" not in req.map
+            and "transfer-encoding" not in req.map
+        ):
+            self._template = (req.method, req.target, req.headers, req.map)
+        self._enqueue(req)
+
+    def _enqueue(self, req: Request) -> None:
         self._queue.append(req)
         if len(self._queue) > MAX_PIPELINE and self.transport is not None:
             self.transport.pause_reading()
