@@ -269,8 +269,17 @@ def bench(args: argparse.Namespace, procs: c.Processes, tmp: Path) -> int:
         final = c.edge_stats(e)
         print(
             f"  pkgedge-{w}w at the end: memory_objects={final.get('memory_objects', 0)} "
-            f"memory_bytes={c.fmt_bytes(final.get('memory_bytes', 0))}"
+            f"memory_bytes={c.fmt_bytes(final.get('memory_bytes', 0))} (mapped, summed over "
+            "workers)"
         )
+        for pid in e.workers():
+            m = c.smaps(pid)
+            print(
+                f"    worker {pid}: Rss {c.fmt_bytes(m.get('Rss', 0))}, Pss "
+                f"{c.fmt_bytes(m.get('Pss', 0))}, Shared_Clean "
+                f"{c.fmt_bytes(m.get('Shared_Clean', 0))} (body pages mapped by both workers "
+                "are shared: counted once in the sum of Pss)"
+            )
         err = e.stderr.read_text(errors="replace").strip()
         if err:
             print(f"  pkgedge-{w}w stderr (last 10 lines):")
