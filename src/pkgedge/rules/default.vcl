@@ -42,6 +42,12 @@ sub miss {
     # serves a stale copy if it has one, else a 503 with Retry-After.
 }
 
+sub pass {
+    # A private fetch for this client, never stored; it counts against max-origin-fetches
+    # too (beyond: 503 with Retry-After). Redirects the origin sends are rewritten to point
+    # at the edge.
+}
+
 sub fetch {
     # Freshness is the origin's: Pkgedge-CDN-Cache-Control, then CDN-Cache-Control, then
     # Surrogate-Control, then Cache-Control and Expires. beresp.ttl, beresp.swr and

@@ -60,7 +60,7 @@ VARIABLES: dict[str, Var] = {
     "req.restarts": _v(T.INT, _ALL, "restarts", "restarts so far"),
     "client.ip": _v(T.STRING, _ALL, "client_ip", "client address"),
     "client.identity": _v(T.STRING, _ALL, "client_identity", "address or IPv6 /64 (trusted XFF)"),
-    "client.ua_class": _v(T.STRING, _ALL, "ua_class", "User-Agent class: " + "|".join(UA_CLASSES)),
+    "client.ua_class": _v(T.STRING, _ALL, "ua_class", "User-Agent class: " + ", ".join(UA_CLASSES)),
     "obj.status": _v(T.INT, _OBJ, "obj_status", "stored status (0: no stored object)"),
     "obj.ttl": _v(T.DURATION, _OBJ, "obj_ttl", "remaining freshness (negative: stale)"),
     "obj.age": _v(T.DURATION, _OBJ, "obj_age", "age of the stored object"),
@@ -70,7 +70,7 @@ VARIABLES: dict[str, Var] = {
     "beresp.sie": _v(T.DURATION, _FETCH, "beresp_sie", "stale-if-error window", _FETCH),
     "resp.status": _v(T.INT, _RESP | {"log"}, "resp_status", "status sent to the client", _RESP),
     "cache.state": _v(
-        T.STRING, frozenset({"deliver", "log"}), "cache_state", "|".join(CACHE_STATES)
+        T.STRING, frozenset({"deliver", "log"}), "cache_state", ", ".join(CACHE_STATES)
     ),
 }
 
