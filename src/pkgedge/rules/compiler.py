@@ -9,6 +9,7 @@ language, so a run does work bounded by the configuration's size; strings are ca
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Collection
 from importlib import resources
@@ -107,9 +108,11 @@ def compile_rules(
 
 
 def _check_value(v: str, line: int, what: str) -> str:
-    if _BAD_VALUE(v) is not None:
+    if "\n" in v or "\r" in v or "\0" in v:
         raise RulesRuntimeError(f"{what}: a line break or NUL in a header value", line)
-    return capped(v, line)
+    if len(v) > MAX_STRING:
+        raise RulesRuntimeError(f"string longer than {MAX_STRING} characters", line)
+    return v
 
 
 class _Compiler:
@@ -118,30 +121,54 @@ class _Compiler:
         self.max_restarts = max_restarts
 
     def sub(self, body: list[n.Stmt]) -> Runner:
-        run, phase = self.seq(body), self.phase
+        """The sub's closure: its statements, and the one guard that turns any failure
+        into a RulesRuntimeError naming the top-level statement that failed."""
+        items = tuple((s.span.line, self.step(s)) for s in body)
+        phase = self.phase
 
         def sub(env: Env) -> Outcome | None:
-            out = run(env)
+            line = 0
+            out = None
+            try:
+                for line, (cond, step, if_line) in items:  # noqa: B007 - line names the failure
+                    if cond is None or cond(env):
+                        if if_line and env.trace is not None:
+                            env.trace.append((phase, if_line, "if"))
+                        out = step(env)
+                        if out is not None:
+                            break
+            except RulesRuntimeError:
+                raise
+            except Exception as exc:  # a bug or a bad Env: still only RulesRuntimeError
+                raise RulesRuntimeError(f"sub {phase}: {type(exc).__name__}: {exc}", line) from exc
             if out is not None and env.trace is not None:
                 env.trace.append((phase, out.line, out.kind.value))
             return out
 
         return sub
 
+    def step(self, s: n.Stmt) -> tuple[Getter | None, Runner, int]:
+        """(condition or None, what to run, the if's line or 0): a plain ``if`` without
+        ``elif``/``else`` is run by the loop itself, one call less per rule."""
+        if isinstance(s, n.If) and len(s.branches) == 1 and s.orelse is None:
+            cond, body = s.branches[0]
+            return compile_expr(cond), self.seq(body), cond.span.line
+        return None, self.stmt(s), 0
+
     def seq(self, body: list[n.Stmt]) -> Runner:
-        items = tuple((s.span.line, self.stmt(s)) for s in body)
+        items = tuple(self.step(s) for s in body)
+        phase = self.phase
+        if len(items) == 1 and items[0][0] is None:
+            return items[0][1]
 
         def seq(env: Env) -> Outcome | None:
-            line = 0
-            try:
-                for line, step in items:  # noqa: B007 - line names the failing statement
+            for cond, step, if_line in items:
+                if cond is None or cond(env):
+                    if if_line and env.trace is not None:
+                        env.trace.append((phase, if_line, "if"))
                     out = step(env)
                     if out is not None:
                         return out
-            except RulesRuntimeError:
-                raise
-            except Exception as exc:  # a bug or a bad Env: still only RulesRuntimeError
-                raise RulesRuntimeError(f"{type(exc).__name__}: {exc}", line) from exc
             return None
 
         return seq
@@ -177,17 +204,6 @@ class _Compiler:
         branches = tuple((compile_expr(c), self.seq(body), c.span.line) for c, body in s.branches)
         orelse = self.seq(s.orelse) if s.orelse else None
         phase = self.phase
-        if len(branches) == 1 and orelse is None:
-            ((cond, body, line),) = branches
-
-            def if1(env: Env) -> Outcome | None:
-                if cond(env):
-                    if env.trace is not None:
-                        env.trace.append((phase, line, "if"))
-                    return body(env)
-                return None
-
-            return if1
 
         def if_(env: Env) -> Outcome | None:
             for cond, body, line in branches:
@@ -205,13 +221,36 @@ class _Compiler:
         if parts is not None:
             attr, name = parts
             scope, append = _SCOPES[attr], s.op == "append"
+            if isinstance(s.value, n.Str) and not append and _BAD_VALUE(s.value.value) is None:
+                # a literal: checked now, not per request
+                const, headers_of = s.value.value, operator.attrgetter(attr)
+                edit = (scope, "set", name, const)
+
+                def set_const(env: Env) -> None:
+                    headers_of(env)[name] = const
+                    env.edits.append(edit)
+
+                return set_const
+
+            headers_of = operator.attrgetter(attr)
+            checked = isinstance(s.value, n.Str) and _BAD_VALUE(s.value.value) is None
+            if append:
+
+                def append_header(env: Env) -> None:
+                    v = value(env) if checked else _check_value(value(env), line, target)
+                    headers: dict[str, str] = headers_of(env)
+                    old = headers.get(name)
+                    headers[name] = v if old is None else capped(old + ", " + v, line)
+                    env.edits.append((scope, "append", name, v))
+
+                return append_header
 
             def set_header(env: Env) -> None:
-                v = _check_value(value(env), line, target)
-                headers: dict[str, str] = getattr(env, attr)
-                old = headers.get(name) if append else None
-                headers[name] = v if old is None else capped(old + ", " + v, line)
-                env.edits.append((scope, s.op, name, v))
+                v = value(env)
+                if "\n" in v or "\r" in v or "\0" in v or len(v) > MAX_STRING:
+                    v = _check_value(v, line, target)  # raises
+                headers_of(env)[name] = v
+                env.edits.append((scope, "set", name, v))
 
             return set_header
         if target == "req.url":
@@ -324,6 +363,3 @@ class _Compiler:
                            headers=fields, line=line)  # fmt: skip
 
         return synthetic
-
-
-assert MAX_STRING > 0

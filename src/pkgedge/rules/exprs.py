@@ -16,7 +16,7 @@ from typing import Any
 from pkgedge.rules import nodes as n
 from pkgedge.rules.env import Env
 from pkgedge.rules.errors import RulesRuntimeError
-from pkgedge.rules.regex import compile_regex
+from pkgedge.rules.regex import compile_regex, matcher
 from pkgedge.rules.variables import HEADERS, VARIABLES
 
 __all__ = ["MAX_STRING", "Getter", "compile_expr", "header_parts", "to_text"]
@@ -153,11 +153,10 @@ def _binary(e: n.Binary) -> Getter:
     op = e.op
     if op in ("~", "!~"):
         assert isinstance(e.right, n.Str)
-        search = compile_regex(e.right.value).search
-        left = compile_expr(e.left)
+        match = matcher(e.right.value, compile_expr(e.left))
         if op == "~":
-            return lambda env: search(left(env)) is not None
-        return lambda env: search(left(env)) is None
+            return match
+        return lambda env: not match(env)
     if op == "??":
         default = compile_expr(e.right)
         if isinstance(e.left, n.Index):
