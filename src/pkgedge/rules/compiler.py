@@ -122,25 +122,16 @@ class _Compiler:
 
     def sub(self, body: list[n.Stmt]) -> Runner:
         """The sub's closure: its statements, and the one guard that turns any failure
-        into a RulesRuntimeError naming the top-level statement that failed."""
-        items = tuple((s.span.line, self.step(s)) for s in body)
-        phase = self.phase
+        into a RulesRuntimeError (rules' own errors carry their line already)."""
+        run, phase = self.seq(body), self.phase
 
         def sub(env: Env) -> Outcome | None:
-            line = 0
-            out = None
             try:
-                for line, (cond, step, if_line) in items:  # noqa: B007 - line names the failure
-                    if cond is None or cond(env):
-                        if if_line and env.trace is not None:
-                            env.trace.append((phase, if_line, "if"))
-                        out = step(env)
-                        if out is not None:
-                            break
+                out = run(env)
             except RulesRuntimeError:
                 raise
             except Exception as exc:  # a bug or a bad Env: still only RulesRuntimeError
-                raise RulesRuntimeError(f"sub {phase}: {type(exc).__name__}: {exc}", line) from exc
+                raise RulesRuntimeError(f"sub {phase}: {type(exc).__name__}: {exc}") from exc
             if out is not None and env.trace is not None:
                 env.trace.append((phase, out.line, out.kind.value))
             return out

@@ -79,9 +79,8 @@ def test_url_rewrite_must_stay_a_path(url: str) -> None:
 def test_a_broken_env_is_still_only_a_runtime_error() -> None:
     rules = compile_rules('table t { }\nsub recv {\n  log "x";\n  if (req.url in t) { }\n}')
     env = Env(tables={})  # the caller forgot the tables
-    with pytest.raises(RulesRuntimeError, match="KeyError") as info:
+    with pytest.raises(RulesRuntimeError, match="sub recv: KeyError"):
         rules.run("recv", env)
-    assert info.value.line == 4
     env = Env()
     env.req_headers = None  # type: ignore[assignment]
     rules = compile_rules("sub recv { log req.http.a; }")
