@@ -19,6 +19,7 @@ __all__ = [
     "VARIABLES",
     "Var",
     "table",
+    "where",
 ]
 
 PHASES = ("recv", "hash", "hit", "miss", "pass", "fetch", "deliver", "error", "log")
@@ -127,6 +128,11 @@ ACTION_PHASES: dict[str, frozenset[str]] = {
     "hash_data": frozenset({"hash"}),
     "log": _ALL,
 }
+
+
+def where(phases: frozenset[str] | set[str]) -> str:
+    """Phases in pipeline order, for messages."""
+    return ", ".join(p for p in PHASES if p in phases) or "no sub"
 
 
 def table() -> str:
