@@ -42,7 +42,7 @@ class Rules:
     """A compiled configuration.
 
     ``runners[phase]`` is the closure of that phase's sub, or None when the configuration has
-    no such sub (the pipeline then skips it). ``tables()`` makes a :class:`Tables` with the
+    no such sub or it is empty (the pipeline then skips it, and needs no Env for it). ``tables()`` makes a :class:`Tables` with the
     declared initial contents, to share between requests and replace live.
     """
 
@@ -65,8 +65,9 @@ class Rules:
         self.max_restarts = max_restarts
 
     def run(self, phase: str, env: Env) -> Outcome | None:
-        """Run ``phase``'s sub on ``env`` (None: no sub, or it ended without an action)."""
-        runner = self.runners[phase]
+        """Run ``phase``'s sub on ``env`` (None: no sub, or it ended without an action; a
+        phase without rules, such as ``lookup``, has none)."""
+        runner = self.runners.get(phase)
         return None if runner is None else runner(env)
 
     def tables(self) -> Tables:
@@ -102,7 +103,7 @@ def compile_rules(
             initial[d.name] = {k.value: v.value for k, v in d.entries}
         elif isinstance(d, n.AclDecl):
             initial[d.name] = [e.value for e in d.entries]
-        else:
+        elif d.body:  # an empty sub is no sub: the pipeline skips the phase's rules
             runners[d.name] = _Compiler(d.name, max_restarts).sub(d.body)
     return Rules(name, source, runners, declared, initial, max_restarts)
 

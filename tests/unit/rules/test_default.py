@@ -19,6 +19,8 @@ def test_default_is_package_data_and_compiles() -> None:
     rules = compile_default()
     assert rules.name == "default.vcl"
     assert rules.declared == {}
+    # only recv and hash decide something; the other subs are comments: no work per request
+    assert [p for p, r in rules.runners.items() if r is not None] == ["recv", "hash"]
 
 
 def test_every_sub_of_the_default_explains_itself() -> None:

@@ -23,6 +23,7 @@ def test_no_action_is_none_and_no_sub_is_none() -> None:
     rules = compile_rules("sub recv { }")
     assert rules.runners["deliver"] is None
     assert rules.run("deliver", Env()) is None
+    assert rules.run("lookup", Env()) is None  # a pipeline phase without rules
 
 
 def test_return_actions() -> None:
