@@ -42,8 +42,9 @@ class Rules:
     """A compiled configuration.
 
     ``runners[phase]`` is the closure of that phase's sub, or None when the configuration has
-    no such sub or it is empty (the pipeline then skips it, and needs no Env for it). ``tables()`` makes a :class:`Tables` with the
-    declared initial contents, to share between requests and replace live.
+    no such sub or it is empty (the pipeline then skips it, and needs no Env for it).
+    ``tables()`` makes a :class:`Tables` with the declared initial contents, to share
+    between requests and replace live.
     """
 
     __slots__ = ("declared", "initial", "max_restarts", "name", "runners", "source")
@@ -226,10 +227,29 @@ class _Compiler:
 
             headers_of = operator.attrgetter(attr)
             checked = isinstance(s.value, n.Str) and _BAD_VALUE(s.value.value) is None
+            if append and checked:
+                const = s.value.value  # type: ignore[union-attr]
+                edit = (scope, "append", name, const)
+
+                def append_const(env: Env) -> None:
+                    headers: dict[str, str] = headers_of(env)
+                    old = headers.get(name)
+                    if old is None:
+                        headers[name] = const
+                    else:
+                        v = old + ", " + const
+                        if len(v) > MAX_STRING:
+                            raise RulesRuntimeError(
+                                f"string longer than {MAX_STRING} characters", line
+                            )
+                        headers[name] = v
+                    env.edits.append(edit)
+
+                return append_const
             if append:
 
                 def append_header(env: Env) -> None:
-                    v = value(env) if checked else _check_value(value(env), line, target)
+                    v = _check_value(value(env), line, target)
                     headers: dict[str, str] = headers_of(env)
                     old = headers.get(name)
                     headers[name] = v if old is None else capped(old + ", " + v, line)

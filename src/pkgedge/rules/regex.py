@@ -87,6 +87,17 @@ def matcher(text: str, get: Callable[[Any], str]) -> Callable[[Any], bool]:
         prefix.append(chr(av))
     literal = "".join(prefix)
     plain = pattern.flags == re.UNICODE and len(prefix) == len(body)
+    at_end = (
+        pattern.flags == re.UNICODE
+        and len(prefix) == len(body) - 1
+        and str(body[-1][0]) == "AT"
+        and str(body[-1][1]) == "AT_END"
+    )
+    if at_end:  # "literal$": $ also matches before a final newline
+        ends = (literal, literal + "\n")
+        if anchored:
+            return lambda x: get(x) in ends
+        return lambda x: get(x).endswith(ends)
     words = None if anchored else _alternatives(items)
     if words is not None and pattern.flags == re.UNICODE | re.IGNORECASE:
         lows = tuple(w.lower() for w in words)  # ASCII words: exact on ASCII subjects

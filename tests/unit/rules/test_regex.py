@@ -15,7 +15,7 @@ PATTERNS = [
     "^/simple/", "mpl", "^/simple/([^/]+)/$", "(?i)badbot", r"\.whl$", r"^/a\.b", "^", "",
     "^a|b", "a|b", "^\n", "^x+", "^xy*", "^(?:ab)", "^[a]b", "(?i)(evilbot|scrapy-clone)",
     "(?i)k", "(?i)(?:ab|c)", "(ab|cd)", "(?i)é", "(?i)", "(?i)(a|)", "a|", "(?i)(?-i:a)b",
-    "(?s)ab", "(?i)ss", "(?i)^/SIMPLE/",
+    "(?s)ab", "(?i)ss", "(?i)^/SIMPLE/", r"\.whl$", "^ab$", "$", "^$", "b$", "(?m)b$",
 ]  # fmt: skip
 _ALPHABET = "abcdeKkK\u212aSs\u00df\u0130i\u0131-\u00e9 /\nABsimplewhl.x"
 
