@@ -96,7 +96,7 @@ def compile_rules(
         raise RulesError(parsed.diagnostics)
     declared = check(parsed, backends)
     if parsed.diagnostics:
-        raise RulesError(parsed.diagnostics)
+        raise RulesError(sorted(parsed.diagnostics, key=lambda d: (d.span.line, d.span.column)))
     initial: dict[str, dict[str, str] | list[str]] = {}
     runners: dict[str, Runner | None] = dict.fromkeys(PHASES)
     for d in parsed.decls:

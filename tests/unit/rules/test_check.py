@@ -135,6 +135,13 @@ def test_risky_regex_is_rejected_at_its_literal() -> None:
     assert str(err).endswith("\n" + " " * 21 + "^" + "~" * 13)
 
 
+def test_errors_are_listed_in_source_order() -> None:
+    err = errors('sub recv { log t["a"]; }\ntable t { "a": "1", "a": "2" }')
+    assert [d.span.line for d in err.diagnostics] == [2]  # the table is fine apart from that
+    err = errors('sub recv { log nope; }\nacl a { "x"; }')
+    assert [(d.span.line, d.span.column) for d in err.diagnostics] == [(1, 16), (2, 9)]
+
+
 def test_one_mistake_is_reported_once() -> None:
     """An unknown variable makes its comparison untyped, not a second error."""
     err = errors('sub recv { if (nope == "x" && nope2 == 3) { } }')
