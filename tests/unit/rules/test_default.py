@@ -3,12 +3,14 @@ does by default for the requests it can decide."""
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from pkgedge.rules import PHASES, Env, Kind, compile_default, default_source
+from pkgedge.rules import PHASES, Env, Kind, compile_default, compile_rules, default_source
 from pkgedge.rules.variables import UA_CLASSES, table
 from pkgedge.security.useragent import KINDS
 
@@ -61,3 +63,15 @@ def test_ua_classes_are_the_user_agent_classifiers_kinds() -> None:
 def test_the_variables_table_in_the_docs_is_current() -> None:
     docs = Path(__file__).resolve().parents[3] / "docs" / "architecture.md"
     assert table() in docs.read_text()
+
+
+def test_the_benchmarks_typical_rules_compile_and_do_what_they_say() -> None:
+    path = Path(__file__).resolve().parents[3] / "bench" / "rules_cost.py"
+    spec = importlib.util.spec_from_file_location("rules_cost", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    typical = compile_rules(bench.TYPICAL)
+    n_rules = sum(1 for line in bench.TYPICAL.splitlines() if re.search(r"# \d+$", line))
+    assert n_rules == 20
+    bench.check(typical)  # asserts on the headers and backend it sets
