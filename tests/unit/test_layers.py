@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"pkgedge", "pkgedge.errors"},
     {"pkgedge.config"},
     {"pkgedge.http", "pkgedge.stats"},
-    {"pkgedge.cache", "pkgedge.security"},
+    {"pkgedge.cache", "pkgedge.security", "pkgedge.rules"},
     {"pkgedge.upstream"},
     {"pkgedge.edge"},
     {"pkgedge.server", "pkgedge.web", "pkgedge.index"},

@@ -1,0 +1,77 @@
+"""The built-in default configuration: it compiles, is package data, and does what the edge
+does by default for the requests it can decide."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from pkgedge.rules import PHASES, Env, Kind, compile_default, compile_rules, default_source
+from pkgedge.rules.variables import UA_CLASSES, table
+from pkgedge.security.useragent import KINDS
+
+
+def test_default_is_package_data_and_compiles() -> None:
+    text = resources.files("pkgedge.rules").joinpath("default.vcl").read_text()
+    assert text == default_source()
+    rules = compile_default()
+    assert rules.name == "default.vcl"
+    assert rules.declared == {}
+    # only recv and hash decide something; the other subs are comments: no work per request
+    assert [p for p, r in rules.runners.items() if r is not None] == ["recv", "hash"]
+
+
+def test_every_sub_of_the_default_explains_itself() -> None:
+    src = default_source()
+    for phase in PHASES:
+        start = src.index(f"sub {phase} {{")
+        assert "#" in src[start : src.index("\n}", start)], phase
+
+
+@pytest.mark.parametrize(
+    ("method", "kind"),
+    [("GET", Kind.LOOKUP), ("HEAD", Kind.LOOKUP), ("POST", Kind.PASS), ("PUT", Kind.PASS),
+     ("DELETE", Kind.PASS), ("OPTIONS", Kind.PASS)],
+)  # fmt: skip
+def test_recv_looks_up_get_and_head_and_passes_the_rest(method: str, kind: Kind) -> None:
+    out = compile_default().run("recv", Env(method=method, url="/simple/six/"))
+    assert out is not None and out.kind is kind
+
+
+def test_hash_looks_up_and_adds_nothing_to_the_key() -> None:
+    env = Env(url="/simple/six/", req_headers={"accept": "application/vnd.pypi.simple.v1+json"})
+    out = compile_default().run("hash", env)
+    assert out is not None and out.kind is Kind.LOOKUP
+    assert env.hash_parts == []
+
+
+@pytest.mark.parametrize("phase", ["hit", "miss", "pass", "fetch", "deliver", "error", "log"])
+def test_the_other_phases_keep_their_defaults(phase: str) -> None:
+    env = Env(url="/simple/six/", beresp_status=200, beresp_ttl=600.0, resp_status=200)
+    assert compile_default().run(phase, env) is None
+    assert (env.edits, env.overrides, env.surrogate_keys, env.log_lines) == ([], {}, [], [])
+
+
+def test_ua_classes_are_the_user_agent_classifiers_kinds() -> None:
+    assert UA_CLASSES == KINDS
+
+
+def test_the_variables_table_in_the_docs_is_current() -> None:
+    docs = Path(__file__).resolve().parents[3] / "docs" / "architecture.md"
+    assert table() in docs.read_text()
+
+
+def test_the_benchmarks_typical_rules_compile_and_do_what_they_say() -> None:
+    path = Path(__file__).resolve().parents[3] / "bench" / "rules_cost.py"
+    spec = importlib.util.spec_from_file_location("rules_cost", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    typical = compile_rules(bench.TYPICAL)
+    n_rules = sum(1 for line in bench.TYPICAL.splitlines() if re.search(r"# \d+$", line))
+    assert n_rules == 20
+    bench.check(typical)  # asserts on the headers and backend it sets
