@@ -426,7 +426,12 @@ class Origin:
             key = names.blob_key(up.sha256, up.filename)
             existing = self.catalog.file_by_name(up.filename)
             if existing is not None and existing.sha256 == up.sha256:
+                # as the public index: 200, so twine and uv publish count it as uploaded
                 return PlainTextResponse("OK (identical file already uploaded)\n")
+            if existing is not None:
+                # as the public index: 400 "File already exists" (what twine and uv publish
+                # look for), with a link to what is stored
+                return text(400, self._file_exists(existing))
             put: list[str] = []
             try:
                 self.storage.put(key, Path(tmp.name), size=up.size)
@@ -452,6 +457,14 @@ class Origin:
         self.purger.purge(cachepolicy.keys_for_change(up.project))
         self.prerender(up.project)
         return PlainTextResponse("OK\n")
+
+    def _file_exists(self, row: FileRow) -> str:
+        base = (self.settings.base_url or "").rstrip("/")
+        return (
+            f"File already exists ({row.filename!r}, with sha256 hash {row.sha256!r}) and this "
+            "upload has other bytes: files cannot be replaced, upload a new version instead. "
+            f"See {base}/project/{row.project}/{row.version}/ for the stored file."
+        )
 
     @staticmethod
     def _file_row(up: Any, key: str) -> FileRow:
