@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -62,9 +63,11 @@ def test_every_cached_object_is_served_stale_while_the_origin_fails(
     edge = edge_factory(extra_args=TIMEOUTS, access_log="-")
     bodies = warm(edge)
     FAULTS[fault](upstream)
-    for _ in range(2):  # and again: nothing cached was replaced by an error or a partial body
+    # twice, the second time as pip asks (max-age=0): nothing cached was replaced by an error
+    # or a partial body
+    for headers in ({}, {"Cache-Control": "max-age=0"}):
         for path, body in bodies.items():
-            r = edge.get(path)
+            r = edge.get(path, headers=headers)
             assert r.status_code == 200, (fault, path, r.status_code, r.text)
             assert r.content == body, (fault, path)
             cs = parse_cache_status(r.headers["cache-status"])
@@ -123,3 +126,18 @@ def test_grace_is_configurable_per_kind_of_object(
         r = edge.get(path)
         assert r.status_code == 200 and r.content == bodies[path]
         assert parse_cache_status(r.headers["cache-status"]).get("detail") == "grace"
+
+
+def test_concurrent_requests_in_two_workers_all_get_the_stale_copy(
+    upstream: UpstreamIndex, edge_factory: EdgeFactory
+) -> None:
+    """Collapsed waiters, in the worker that fetches and in the other one, fall back too."""
+    static_upstream(upstream)
+    edge = edge_factory(workers=2, extra_args=TIMEOUTS)
+    bodies = warm(edge)
+    upstream.hang("/")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda path: (path, edge.get(path)), list(bodies) * 4))
+    for path, r in answers:
+        assert r.status_code == 200 and r.content == bodies[path], (path, r.status_code)
+        assert parse_cache_status(r.headers["cache-status"]).get("fwd") == "stale"

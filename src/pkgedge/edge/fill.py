@@ -191,7 +191,9 @@ class Fill(BusyState):
             self.state = State.NOT_MODIFIED
             self._publish("nm")
             return
-        if resp.status in ORIGIN_ERRORS and self.stale is not None:
+        if resp.status in ORIGIN_ERRORS and self.stale_key is not None:
+            # a stored object is never replaced by an error page (also after a 304 for
+            # another representation made this an unconditional refetch)
             resp.close()
             raise UpstreamError(f"origin answered {resp.status}")
         ok, why = policy.storable(
