@@ -336,6 +336,9 @@ class EdgeSettings:
 
     def as_dict(self, *, redact: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        for name in ("grace", "grace_immutable"):  # as the flag spells it (JSON has no inf)
+            if data[name] == math.inf:
+                data[name] = "unlimited"
         if redact:
             data["admin_token"] = "***"
         return data

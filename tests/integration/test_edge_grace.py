@@ -84,6 +84,10 @@ def test_every_cached_object_is_served_stale_while_the_origin_fails(
             break
         time.sleep(0.1)
     assert {rec["path"] for rec in logged} == set(bodies), list(edge.output)[-20:]
+    # and the edge's log says why
+    assert "failed" in edge.log_path.read_text() and "the stored copy is kept" in (
+        edge.log_path.read_text()
+    )
     # the origin is back: the edge revalidates and serves what the origin has now
     upstream.clear_faults()
     if not upstream.running:

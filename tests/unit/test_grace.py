@@ -95,5 +95,6 @@ def test_grace_options_defaults_flags_env_and_file(tmp_path: Path) -> None:
     cfg.write_text('[edge]\ngrace = "0"\ngrace_immutable = "unlimited"\n')
     s = build({}, {}, str(cfg))
     assert (s.grace, s.grace_immutable) == (0.0, math.inf)
+    assert s.as_dict()["grace_immutable"] == "unlimited"  # what `config show` prints
     with pytest.raises(ConfigError, match="flag --grace: not a duration"):
         build({"grace": "soon"}, {})
