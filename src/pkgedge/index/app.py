@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from pkgedge.errors import HTTPError
 from pkgedge.index import cachepolicy, jsonapi, names, simple
-from pkgedge.index.catalog import Catalog, FileExists
+from pkgedge.index.catalog import Catalog, FileExists, FilenameConflict
 from pkgedge.index.mirror import Mirror
 from pkgedge.index.model import FileRow, ProjectRow, TokenRow
 from pkgedge.index.pages import PageStore
@@ -428,10 +428,6 @@ class Origin:
             if existing is not None and existing.sha256 == up.sha256:
                 # as the public index: 200, so twine and uv publish count it as uploaded
                 return PlainTextResponse("OK (identical file already uploaded)\n")
-            if existing is not None:
-                # as the public index: 400 "File already exists" (what twine and uv publish
-                # look for), with a link to what is stored
-                return text(400, self._file_exists(existing))
             put: list[str] = []
             try:
                 self.storage.put(key, Path(tmp.name), size=up.size)
@@ -448,7 +444,14 @@ class Origin:
                 self.catalog.add_file(up.display_name, up.metadata, row)
             except FileExists:
                 return PlainTextResponse("OK (identical file already uploaded)\n")
-            except HTTPError as exc:  # UploadError, FilenameConflict, FilenameReused, ...
+            except FilenameConflict as exc:
+                # as the public index: 400 "File already exists ..." (what twine's and uv
+                # publish's checks look for), and a link to what this index has
+                self._discard(put)
+                base = (self.settings.base_url or "").rstrip("/")
+                page = f"{base}/project/{up.project}/{up.version}/"
+                return text(exc.status, f"{exc.reason} See {page} for the files of this release.")
+            except HTTPError as exc:  # UploadError, FilenameReused, ...
                 self._discard(put)
                 return text(exc.status, exc.reason)
             except Exception:
@@ -457,14 +460,6 @@ class Origin:
         self.purger.purge(cachepolicy.keys_for_change(up.project))
         self.prerender(up.project)
         return PlainTextResponse("OK\n")
-
-    def _file_exists(self, row: FileRow) -> str:
-        base = (self.settings.base_url or "").rstrip("/")
-        return (
-            f"File already exists ({row.filename!r}, with sha256 hash {row.sha256!r}) and this "
-            "upload has other bytes: files cannot be replaced, upload a new version instead. "
-            f"See {base}/project/{row.project}/{row.version}/ for the stored file."
-        )
 
     @staticmethod
     def _file_row(up: Any, key: str) -> FileRow:
