@@ -234,14 +234,16 @@ def origin_failed(p: Pipeline, ctx: Ctx, err: BaseException | None) -> Phase:
     stale = ctx.stale
     if stale is not None and (why := _stale_reason(p, ctx, stale)) is not None:
         p.counters.add("stale")
-        ctx.decide(why, str(err))
+        ctx.decide(why, str(err or "fetch failed"))
         ctx.entry = stale
         ttl = int(stale.ttl(time.time()))
         ctx.cache_status = f"pkgedge; fwd=stale; ttl={ttl}; detail={why}"
         return Phase.DELIVER
-    ctx.decide("origin-error", str(err))
+    ctx.decide("origin-error", str(err or "fetch failed"))
     if stale is not None and (stale.must_revalidate or stale.no_cache):
-        return ctx.fail(504, f"upstream error and the cached copy must be revalidated: {err}")
+        return ctx.fail(
+            504, f"upstream error and the cached copy must be revalidated: {err or 'fetch failed'}"
+        )
     return ctx.fail(getattr(err, "status", 502), f"upstream error: {err or 'fetch failed'}")
 
 
