@@ -9,6 +9,7 @@ flag, environment, file, default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import secrets
@@ -53,6 +54,17 @@ def parse_duration(value: str | float | int) -> float:
         raise ConfigError(f"not a duration: {value!r} (examples: 500ms, 30s, 5m)")
     scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
     return float(m.group(1)) * scale
+
+
+def parse_grace(value: str | float | int) -> float:
+    """A duration (``"24h"``, ``"2d"``, seconds) or ``"unlimited"`` (``math.inf``)."""
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("unlimited", "inf", "forever"):
+            return math.inf
+        if low.endswith("d") and low[:-1].strip().replace(".", "", 1).isdigit():
+            return float(low[:-1]) * 86400.0
+    return parse_duration(value)
 
 
 def parse_rate(value: str, name: str = "rate") -> tuple[float, float]:
@@ -244,6 +256,20 @@ EDGE_OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
+        "grace",
+        parse_grace,
+        86400.0,
+        "serve stale index pages this long past freshness when the origin fails",
+        "DURATION|unlimited",
+    ),
+    Option(
+        "grace_immutable",
+        parse_grace,
+        math.inf,
+        "the same grace for files (/files/, /+f/, /packages/)",
+        "DURATION|unlimited",
+    ),
+    Option(
         "rewrite_file_hosts",
         _parse_bool,
         True,
@@ -292,6 +318,8 @@ class EdgeSettings:
     throttled_rate_limit: str
     origin_cost: float
     max_origin_fetches: int
+    grace: float
+    grace_immutable: float
     rewrite_file_hosts: bool
 
     @property
@@ -308,6 +336,9 @@ class EdgeSettings:
 
     def as_dict(self, *, redact: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        for name in ("grace", "grace_immutable"):  # as the flag spells it (JSON has no inf)
+            if data[name] == math.inf:
+                data[name] = "unlimited"
         if redact:
             data["admin_token"] = "***"
         return data

@@ -583,7 +583,8 @@ def _conflict(filename: str, data: bytes) -> str:
     blake2 = digests(data)["blake2_256"]
     return (
         f"File already exists ({filename!r}, with blake2_256 hash {blake2!r}). "
-        "Files cannot be replaced: upload a new version instead."
+        "Files cannot be replaced: upload a new version instead. "
+        "See /project/demo/1.0/ for the files of this release."
     )
 
 

@@ -822,3 +822,72 @@ def test_harness_sees_one_plain_get(stack: Stack) -> None:
     raw, _ = send(stack.edge.url, req(headers=b"Connection: close\r\n"))
     assert raw.startswith(b"HTTP/1.1 200 ")
     assert [(r.method, r.path) for r in stack.upstream.log] == [("GET", "/simple/alpha/")]
+
+
+# -- 4. refusals are read whole: lingering close, never a reset ------------------------------
+
+#: Bytes a client is still sending when the edge refuses (a body, the next requests).
+UNREAD = b"X" * 16384
+
+
+def _refused() -> list[object]:
+    return [
+        pytest.param(c, id=c.id)
+        for c in CORPUS
+        if c.closed and c.status >= 400 and c.bug is None and c.responses == 1
+    ]
+
+
+def _answer_then_send_more(url: str, payload: bytes, *, half_close: bool) -> bytes:
+    """Send *payload*; once the edge's answer is in, send :data:`UNREAD` (input the edge has
+    not read when it decides to close), optionally half-close, and read until EOF. A reset
+    (instead of the edge's FIN) raises ConnectionResetError."""
+    u = urlsplit(url)
+    assert u.hostname == "127.0.0.1"
+    with socket.create_connection((u.hostname, u.port or 80), timeout=FIRST_BYTE) as sock:
+        sock.sendall(payload)
+        out = b""
+        while not complete_responses(out):
+            data = sock.recv(65536)
+            assert data, f"EOF before a whole answer: {out[:300]!r}"
+            out += data
+        sock.sendall(UNREAD)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        while data := sock.recv(65536):
+            out += data
+    return out
+
+
+@pytest.mark.parametrize("case", _refused())
+def test_refusal_is_answered_then_closed_without_a_reset(stack: Stack, case: Case) -> None:
+    raw = _answer_then_send_more(stack.edge.url, case.payload, half_close=True)
+    responses = _ResponseReader().feed(raw)
+    assert [r.status for r in responses] == [case.status], raw[:300]
+    assert complete_responses(raw) == 1
+
+
+def test_refusal_lingers_only_until_its_deadline(stack: Stack) -> None:
+    """A client that never closes: the edge sends FIN right after the answer, keeps reading
+    for a bounded time, then closes its socket (what the client sends after that is refused
+    by the kernel with a reset)."""
+    u = urlsplit(stack.edge.url)
+    assert u.hostname == "127.0.0.1"
+    with socket.create_connection((u.hostname, u.port or 80), timeout=FIRST_BYTE) as sock:
+        sock.sendall(req(version=b"HTTP/1.2"))
+        out = b""
+        while not complete_responses(out):
+            data = sock.recv(65536)
+            assert data, out
+            out += data
+        assert out.startswith(b"HTTP/1.1 400 ")
+        assert sock.recv(1) == b""  # half-closed: the edge's FIN follows the answer
+        gone = False
+        deadline = time.monotonic() + 30  # a bound on the wait, not a timing assertion
+        while not gone and time.monotonic() < deadline:
+            try:
+                sock.sendall(b"X")  # read and discarded while the edge lingers
+            except (BrokenPipeError, ConnectionResetError):
+                gone = True
+            time.sleep(0.1)
+        assert gone, "the edge never closed a lingering connection"

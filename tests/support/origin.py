@@ -185,13 +185,22 @@ def twine_upload(
 
 
 def uv_publish(
-    publish_url: str, token: str, files: Sequence[Path]
+    publish_url: str, token: str, files: Sequence[Path], *extra: str
 ) -> subprocess.CompletedProcess[str]:
     uv = Path(sys.executable).parent / "uv"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
     env["UV_NO_CONFIG"] = "1"
     return subprocess.run(
-        [str(uv), "publish", "--publish-url", publish_url, "--token", token, *map(str, files)],
+        [
+            str(uv),
+            "publish",
+            "--publish-url",
+            publish_url,
+            "--token",
+            token,
+            *extra,
+            *map(str, files),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

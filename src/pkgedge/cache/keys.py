@@ -117,7 +117,8 @@ def vary_names(vary_header: str | None) -> tuple[str, ...]:
 
 #: Routes whose answers never depend on a query string: a random one must not bust the cache
 #: (nor reach the origin).
-_NO_QUERY = ("/files/", "/+f/", "/packages/")
+FILE_ROUTES = ("/files/", "/+f/", "/packages/")
+_NO_QUERY = FILE_ROUTES
 
 
 def cache_path(target: str) -> str:

@@ -67,6 +67,7 @@ __all__ = [
     "merge_not_modified",
     "not_modified_selects",
     "request_directives",
+    "stale_on_error",
     "storable",
 ]
 
@@ -336,6 +337,18 @@ def can_serve_stale_on_error(age: float, fr: Freshness) -> bool:
     if fr.no_cache and fr.sie <= 0:
         return False
     return age < fr.lifetime + fr.sie
+
+
+def stale_on_error(age: float, fr: Freshness, grace: float) -> str | None:
+    """Why the stored response may answer when the origin fails (unreachable, timed out,
+    5xx), or None: ``"stale-if-error"`` within the origin's window, else ``"grace"`` within the
+    edge's configured grace past the lifetime (``math.inf``: no limit). No grace for
+    must-revalidate / proxy-revalidate / s-maxage or no-cache (RFC 9111 §5.2.2.2: an error)."""
+    if can_serve_stale_on_error(age, fr):
+        return "stale-if-error"
+    if fr.must_revalidate or fr.no_cache or age >= fr.lifetime + grace:
+        return None
+    return "grace"
 
 
 def conditional_headers(stored: Mapping[str, str]) -> dict[str, str]:

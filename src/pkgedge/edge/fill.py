@@ -10,6 +10,7 @@ of origin fetches (the cap that protects the origin).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import time
@@ -30,6 +31,7 @@ from pkgedge.upstream.client import UpstreamResponse
 #: 5xx answers from the origin that count as errors for stale-if-error.
 ORIGIN_ERRORS = frozenset({500, 502, 503, 504})
 _REWRITE_LIMIT = 64 << 20
+log = logging.getLogger("pkgedge.edge")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,8 @@ class Fill(BusyState):
             self.error = exc
             self.state = State.FAILED
             fills.counters.add("origin_errors")
+            kept = "; the stored copy is kept" if self.stale is not None else ""
+            log.warning("origin fetch of %s failed: %s%s", self.target, exc, kept)
         except asyncio.CancelledError:
             self.error = UpstreamError("fetch cancelled (shutting down)")
             self.state = State.FAILED
@@ -187,7 +191,9 @@ class Fill(BusyState):
             self.state = State.NOT_MODIFIED
             self._publish("nm")
             return
-        if resp.status in ORIGIN_ERRORS and self.stale is not None:
+        if resp.status in ORIGIN_ERRORS and self.stale_key is not None:
+            # a stored object is never replaced by an error page (also after a 304 for
+            # another representation made this an unconditional refetch)
             resp.close()
             raise UpstreamError(f"origin answered {resp.status}")
         ok, why = policy.storable(

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 from pkgedge.cache import fields, policy
 from pkgedge.cache.entry import Entry
 from pkgedge.cache.invalidate import invalidated_paths
-from pkgedge.cache.keys import cache_path, simple_variant
+from pkgedge.cache.keys import FILE_ROUTES, cache_path, simple_variant
 from pkgedge.edge.busy import BusyObject, State
 from pkgedge.edge.context import Ctx
-from pkgedge.edge.fill import FetchSpec, RemoteFill
+from pkgedge.edge.fill import ORIGIN_ERRORS, FetchSpec, RemoteFill
 from pkgedge.edge.phases import Phase
-from pkgedge.errors import PkgedgeError
+from pkgedge.errors import PkgedgeError, UpstreamError
 from pkgedge.http.headers import as_map
 from pkgedge.http.response import error_response
 
@@ -134,7 +134,10 @@ async def fetch(p: Pipeline, ctx: Ctx) -> Phase:
     if fill is None:
         return await _pass_fetch(p, ctx)
     ctx.decide("collapsed" if ctx.collapsed else "fetch")
-    while fill.state is State.PENDING:
+    # with a stale copy to fall back on, wait for the whole new body: an origin that dies
+    # mid-response then gets the stale copy served, never a truncated one
+    fallback = ctx.stale is not None and _stale_reason(p, ctx, ctx.stale) is not None
+    while fill.state is State.PENDING or (fallback and fill.state is State.STREAMING):
         await fill.wait_progress()
     detail = "; detail=collapsed" if ctx.collapsed else ""
     now = time.time()
@@ -145,17 +148,7 @@ async def fetch(p: Pipeline, ctx: Ctx) -> Phase:
         ctx.cache_status = f"pkgedge; fwd=stale; fwd-status=304; ttl={ttl}{detail}"
         return Phase.DELIVER
     if fill.state is State.FAILED:
-        stale = ctx.stale
-        if stale is not None and policy.can_serve_stale_on_error(stale.age(now), freshness(stale)):
-            p.counters.add("stale")
-            ctx.decide("stale-if-error", str(fill.error))
-            ctx.entry = stale
-            ttl = int(stale.ttl(now))
-            ctx.cache_status = f"pkgedge; fwd=stale; ttl={ttl}; detail=stale-if-error"
-            return Phase.DELIVER
-        ctx.decide("origin-error", str(fill.error))
-        status = getattr(fill.error, "status", 502)
-        return ctx.fail(status, f"upstream error: {fill.error or 'fetch failed'}")
+        return origin_failed(p, ctx, fill.error)
     if fill.state is State.PASS:
         resp = fill.take_pass()
         if resp is not None:
@@ -166,6 +159,10 @@ async def fetch(p: Pipeline, ctx: Ctx) -> Phase:
         ctx.decide("pass", "not storable; own fetch")  # another waiter took the response
         return await _own_fetch(p, ctx)
     if fill.state is State.GONE:
+        if ctx.stale is not None and (fresh := _refreshed(p, ctx)) is not None:
+            ctx.entry = fresh  # another worker's fill revalidated it (304)
+            ctx.cache_status = f"pkgedge; hit; ttl={int(fresh.ttl(now))}; detail=collapsed"
+            return Phase.DELIVER
         return await _own_fetch(p, ctx)
     ctx.cache_status = f"pkgedge; fwd=miss; stored{detail}"
     return Phase.DELIVER
@@ -222,6 +219,37 @@ def freshness(entry: Entry) -> policy.Freshness:
         heuristic=False,
         source="stored",
     )
+
+
+def _stale_reason(p: Pipeline, ctx: Ctx, stale: Entry) -> str | None:
+    """May ``stale`` answer if the origin fails: "stale-if-error", "grace" or None."""
+    s = p.settings
+    grace = s.grace_immutable if ctx.path.startswith(FILE_ROUTES) else s.grace
+    return policy.stale_on_error(stale.age(time.time()), freshness(stale), grace)
+
+
+def origin_failed(p: Pipeline, ctx: Ctx, err: BaseException | None) -> Phase:
+    """The origin failed (unreachable, timed out, 5xx, cut mid-response): serve the stale
+    copy within stale-if-error or the grace; 504 if it must be revalidated; else the error."""
+    stale = ctx.stale
+    if stale is not None and (why := _stale_reason(p, ctx, stale)) is not None:
+        p.counters.add("stale")
+        ctx.decide(why, str(err or "fetch failed"))
+        ctx.entry = stale
+        ttl = int(stale.ttl(time.time()))
+        ctx.cache_status = f"pkgedge; fwd=stale; ttl={ttl}; detail={why}"
+        return Phase.DELIVER
+    ctx.decide("origin-error", str(err or "fetch failed"))
+    if stale is not None and (stale.must_revalidate or stale.no_cache):
+        return ctx.fail(
+            504, f"upstream error and the cached copy must be revalidated: {err or 'fetch failed'}"
+        )
+    return ctx.fail(getattr(err, "status", 502), f"upstream error: {err or 'fetch failed'}")
+
+
+def _refreshed(p: Pipeline, ctx: Ctx) -> Entry | None:
+    _, entry = p.store.lookup(ctx.primary, ctx.req.map, ctx.path)
+    return entry if entry is not None and entry.ttl(time.time()) > 0 else None
 
 
 def collapse_key(ctx: Ctx) -> bytes:
@@ -284,7 +312,14 @@ async def _pass_fetch(p: Pipeline, ctx: Ctx) -> Phase:
         )
     except PkgedgeError as exc:
         p.counters.add("origin_errors")
-        return ctx.fail(exc.status, f"upstream error: {exc}")
+        return (
+            origin_failed(p, ctx, exc)
+            if ctx.stale
+            else ctx.fail(exc.status, f"upstream error: {exc}")
+        )
+    if ctx.stale is not None and resp.status in ORIGIN_ERRORS:
+        resp.close()  # never relay an error page in place of what is cached
+        return origin_failed(p, ctx, UpstreamError(f"origin answered {resp.status}"))
     if paths := invalidated_paths(
         req.method,
         resp.status,

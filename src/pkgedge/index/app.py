@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from pkgedge.errors import HTTPError
 from pkgedge.index import cachepolicy, jsonapi, names, simple
-from pkgedge.index.catalog import Catalog, FileExists
+from pkgedge.index.catalog import Catalog, FileExists, FilenameConflict
 from pkgedge.index.mirror import Mirror
 from pkgedge.index.model import FileRow, ProjectRow, TokenRow
 from pkgedge.index.pages import PageStore
@@ -426,6 +426,7 @@ class Origin:
             key = names.blob_key(up.sha256, up.filename)
             existing = self.catalog.file_by_name(up.filename)
             if existing is not None and existing.sha256 == up.sha256:
+                # as the public index: 200, so twine and uv publish count it as uploaded
                 return PlainTextResponse("OK (identical file already uploaded)\n")
             put: list[str] = []
             try:
@@ -443,7 +444,14 @@ class Origin:
                 self.catalog.add_file(up.display_name, up.metadata, row)
             except FileExists:
                 return PlainTextResponse("OK (identical file already uploaded)\n")
-            except HTTPError as exc:  # UploadError, FilenameConflict, FilenameReused, ...
+            except FilenameConflict as exc:
+                # as the public index: 400 "File already exists ..." (what twine's and uv
+                # publish's checks look for), and a link to what this index has
+                self._discard(put)
+                base = (self.settings.base_url or "").rstrip("/")
+                page = f"{base}/project/{up.project}/{up.version}/"
+                return text(exc.status, f"{exc.reason} See {page} for the files of this release.")
+            except HTTPError as exc:  # UploadError, FilenameReused, ...
                 self._discard(put)
                 return text(exc.status, exc.reason)
             except Exception:

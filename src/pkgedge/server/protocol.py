@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import re
 import socket
 from typing import Protocol as TypingProtocol
@@ -18,7 +17,9 @@ import httptools
 
 from pkgedge.http.request import Request
 from pkgedge.http.response import error_response
+from pkgedge.server import zerocopy
 from pkgedge.server.limits import Connection, Limits
+from pkgedge.server.linger import Linger
 from pkgedge.stats.counters import Counters
 
 MAX_PIPELINE = 32
@@ -46,13 +47,6 @@ class _Reject(Exception):
     def __init__(self, status: int, reason: str) -> None:
         self.status = status
         self.reason = reason
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    """Writability callback: the loop may call it again (level-triggered) before the waiter's
-    task has run, or after a timeout cancelled the waiter."""
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -93,6 +87,7 @@ class HttpProtocol(asyncio.Protocol):
         self.reading_paused = False
         self.tls = tls
         self._rejected: tuple[int, str] | None = None
+        self._linger: Linger | None = None
         self.counted = counted  # False on the admin listener: its calls are not traffic
         self._slots = counters.slots
         self._in_message = False  # between on_message_begin and on_message_complete
@@ -143,6 +138,10 @@ class HttpProtocol(asyncio.Protocol):
             self._drain.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self._linger is not None:  # refused: discard what the client still sends
+            if not self._linger.discard(len(data)) and self.transport is not None:
+                self.transport.close()
+            return
         self.idle_since = self._loop.time()
         parsed = self.limits.parsed
         fresh = not self._in_message and self._rejected is None
@@ -167,7 +166,7 @@ class HttpProtocol(asyncio.Protocol):
             # follows it is not HTTP/1.1 we speak: finish the answers, then close
             self._rejected = (0, "")
             if self._task is None and not self._queue:
-                self.close()
+                self._close_lingering()
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__  # httptools wraps exceptions raised in our callbacks
             if isinstance(cause, _Reject):
@@ -332,7 +331,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._rejected is not None:
             rejected, self._rejected = self._rejected, None
             if rejected[0] == 0:  # close quietly (after an upgrade request was answered)
-                self.close()
+                self._close_lingering()
             else:
                 self._reject(*rejected)
             return
@@ -369,7 +368,24 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             extra = [("allow", ALLOW_HEADER)] if status == 405 else []
             self.transport.write(error_response(status, reason, close=True, extra=extra))
-        self.close()
+        self._close_lingering()
+
+    def _close_lingering(self) -> None:
+        """Close without a reset: stop taking requests, send FIN after the answer, then read
+        and discard input until the client closes or the budget (time, size) runs out."""
+        t = self.transport
+        try:
+            half_close = t is not None and not t.is_closing() and t.can_write_eof()
+        except NotImplementedError:  # a transport without half-close (as TLS)
+            half_close = False
+        if t is None or not half_close:
+            self.close()
+            return
+        self.closed = True  # nothing more is parsed, processed or written
+        self._linger = Linger(self._loop.time())
+        t.write_eof()
+        if not t.is_reading():
+            t.resume_reading()
 
     # -- what the pipeline uses ----------------------------------------------------------
     def write(self, data: bytes | memoryview) -> None:
@@ -383,6 +399,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def check(self, now: float) -> None:
         """Enforce deadlines (called about once a second for every connection)."""
+        if self._linger is not None and self._linger.expired(now) and self.transport:
+            self.transport.close()
         if self.closed:
             return
         limits = self.limits
@@ -408,64 +426,10 @@ class HttpProtocol(asyncio.Protocol):
             self.close()
 
     async def sendfile(self, fd: int, offset: int, count: int) -> int:
-        """Send ``count`` bytes of file ``fd`` from ``offset`` with zero-copy sendfile(2).
-
-        The transport's own buffer is drained first so bytes stay in order; the socket is
-        then written directly through a duplicate descriptor (so the loop can watch it for
-        writability without disturbing the transport). Falls back to reads and writes for
-        TLS connections. Returns the bytes sent.
-        """
-        transport = self.transport
-        if transport is None or self.closed:
-            return 0
-        if transport.get_extra_info("sslcontext") is not None or self.tls:
-            return await self._copy_file(fd, offset, count)
-        while transport.get_write_buffer_size() and not self.closed:  # noqa: ASYNC110
-            await asyncio.sleep(0.001)
-        sock = transport.get_extra_info("socket")
-        if sock is None or self.closed:
-            return 0
-        out = os.dup(sock.fileno())
-        sent = 0
-        try:
-            while sent < count and not self.closed:
-                try:
-                    n = os.sendfile(out, fd, offset + sent, min(count - sent, 1 << 22))
-                except BlockingIOError:
-                    # the client is not reading: the deadline sweep (check) aborts us after
-                    # send_timeout; wake up at least once a second to notice
-                    if self.write_blocked is None:
-                        self.write_blocked = self._loop.time()
-                    waiter = self._loop.create_future()
-                    self._loop.add_writer(out, _wake, waiter)
-                    try:
-                        await asyncio.wait_for(waiter, 1.0)
-                    except TimeoutError:
-                        pass
-                    finally:
-                        self._loop.remove_writer(out)
-                    continue
-                except OSError:
-                    self.abort()
-                    break
-                if n == 0:
-                    break
-                sent += n
-                self.write_blocked = None
-        finally:
-            os.close(out)
-        return sent
-
-    async def _copy_file(self, fd: int, offset: int, count: int) -> int:
-        sent = 0
-        while sent < count and not self.closed:
-            data = os.pread(fd, min(count - sent, 256 * 1024), offset + sent)
-            if not data:
-                break
-            self.write(data)
-            sent += len(data)
-            await self.drain()
-        return sent
+        """Send ``count`` bytes of file ``fd`` from ``offset`` (zero-copy sendfile(2) on plain
+        TCP, reads and writes on TLS; see :mod:`pkgedge.server.zerocopy`). Returns the bytes
+        sent."""
+        return await zerocopy.sendfile(self, fd, offset, count)
 
     def abort(self) -> None:
         self.closed = True
