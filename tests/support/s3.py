@@ -7,6 +7,9 @@ its own key prefix (``S3Server.storage(prefix=...)`` makes that easy).
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,4 +68,18 @@ def s3_server() -> Iterator[S3Server]:
         s3.client().create_bucket(Bucket=s3.bucket)
         yield s3
     finally:
-        server.stop()
+        _stop(server)
+
+
+def _stop(server: Any) -> None:
+    """Stop the moto server even if its accept loop is blocked on a connection that went
+    away before it was accepted: poke it with fresh connections until shutdown completes."""
+    host, port = server.get_host_and_port()
+    stopper = threading.Thread(target=server.stop, daemon=True)
+    stopper.start()
+    for _ in range(40):
+        stopper.join(0.25)
+        if not stopper.is_alive():
+            return
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, port), timeout=1).close()
