@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
-import socket
 from collections.abc import Iterable
 from typing import cast
 
@@ -46,7 +44,7 @@ from pkgedge.server.h2guard import (
     ResetCounter,
 )
 from pkgedge.server.h2stream import HIGH_WATER, H2Stream, StreamHandler
-from pkgedge.server.limits import Connection, Limits
+from pkgedge.server.limits import Connection, Limits, admit_connection
 from pkgedge.server.protocol import ALLOW_HEADER
 from pkgedge.stats.counters import Counters
 
@@ -102,14 +100,8 @@ class H2Protocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if peer else "-"
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if not self.limits.admit(self.client):
-            self.counters.add("connections_refused")
+        if not admit_connection(self.transport, self.client, self.limits, self.counters):
             self.closed = True
-            self.transport.abort()
             return
         self._admitted = True
         self.connections.add(self)

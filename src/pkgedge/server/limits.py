@@ -8,8 +8,13 @@ not by a timer per request.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from pkgedge.stats.counters import Counters
 
 
 @dataclass
@@ -86,3 +91,19 @@ class Connection(Protocol):
 
     def check(self, now: float) -> None: ...
     def close(self) -> None: ...
+
+
+def admit_connection(
+    transport: asyncio.Transport, client: str, limits: Limits, counters: Counters
+) -> bool:
+    """A new client connection: TCP_NODELAY, then the connection caps. Over a cap the
+    connection is aborted at once (so accept keeps working for others) and False returned."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if limits.admit(client):
+        return True
+    counters.add("connections_refused")
+    transport.abort()
+    return False

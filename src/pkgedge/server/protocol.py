@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
-import socket
 from typing import Protocol as TypingProtocol
 from typing import cast
 
@@ -18,7 +17,7 @@ import httptools
 from pkgedge.http.request import Request
 from pkgedge.http.response import error_response
 from pkgedge.server import zerocopy
-from pkgedge.server.limits import Connection, Limits
+from pkgedge.server.limits import Connection, Limits, admit_connection
 from pkgedge.server.linger import Linger
 from pkgedge.stats.counters import Counters
 
@@ -109,17 +108,8 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if peer else "-"
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        if not self.limits.admit(self.client):
-            # over a connection cap: close at once, so accept keeps working for others
-            self.counters.add("connections_refused")
+        if not admit_connection(self.transport, self.client, self.limits, self.counters):
             self.closed = True
-            self.transport.abort()
             return
         self._admitted = True
         self.connections.add(self)
