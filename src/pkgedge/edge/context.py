@@ -38,6 +38,7 @@ class Ctx:
         "entry",
         "error",
         "fill",
+        "fresh_hit",
         "generation",
         "holds_fetch",
         "now",
@@ -78,6 +79,7 @@ class Ctx:
         self.stale: Entry | None = None  # a stored object being revalidated
         self.fill: BusyObject | None = None  # the fetch this request waits on
         self.collapsed = False
+        self.fresh_hit = False  # the hit phase found the stored object fresh (a plain hit)
         self.response: UpstreamResponse | None = None  # a pass-through response
         self.pass_headers: Headers = []  # its headers, as the client gets them
         self.holds_fetch = False  # this request counts against the origin fetch cap

@@ -142,8 +142,7 @@ class Delivery:
             if rng is not None:
                 body = body[first : last + 1]
             prefix = dl.head_prefix(status, headers)
-            cs = ctx.cache_status
-            if ctx.trace is None and cs.startswith("pkgedge; hit; ttl=") and cs.count(";") == 2:
+            if ctx.fresh_hit and ctx.trace is None:
                 # a plain fresh hit: written the way the fast path will replay it
                 ttl = int(entry.ttl(now))
                 ctx.cache_status = f"pkgedge; hit; ttl={ttl}"

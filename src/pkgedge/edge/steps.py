@@ -87,6 +87,7 @@ async def hit(p: Pipeline, ctx: Ctx) -> Phase:
     ttl = int(entry.ttl(ctx.now))
     if verdict is policy.Verdict.FRESH:
         p.counters.add("hits")
+        ctx.fresh_hit = True
         ctx.cache_status = f"pkgedge; hit; ttl={ttl}"
         return Phase.DELIVER
     if verdict is policy.Verdict.STALE_REVALIDATE_BACKGROUND:
@@ -122,11 +123,7 @@ async def miss(p: Pipeline, ctx: Ctx) -> Phase:
 
 async def pass_(p: Pipeline, ctx: Ctx) -> Phase:
     """Not cacheable: this client's own fetch, within the origin fetch cap."""
-    if p.fills.fetching >= p.settings.max_origin_fetches:
-        return origin_busy(p, ctx)
-    p.fills.fetching += 1
-    ctx.holds_fetch = True
-    return Phase.FETCH
+    return Phase.FETCH if _hold_fetch(p, ctx) else origin_busy(p, ctx)
 
 
 async def fetch(p: Pipeline, ctx: Ctx) -> Phase:
@@ -290,13 +287,19 @@ def origin_busy(p: Pipeline, ctx: Ctx) -> Phase:
     return ctx.fail(503, "the origin is busy: try again shortly", [("retry-after", "5")])
 
 
-async def _own_fetch(p: Pipeline, ctx: Ctx) -> Phase:
-    """A waiter whose fill ended without a shareable answer fetches for itself."""
+def _hold_fetch(p: Pipeline, ctx: Ctx) -> bool:
+    """Count this request's own origin fetch against the cap (released when it ends);
+    False when the cap is reached."""
     if p.fills.fetching >= p.settings.max_origin_fetches:
-        return origin_busy(p, ctx)
+        return False
     p.fills.fetching += 1
     ctx.holds_fetch = True
-    return await _pass_fetch(p, ctx)
+    return True
+
+
+async def _own_fetch(p: Pipeline, ctx: Ctx) -> Phase:
+    """A waiter whose fill ended without a shareable answer fetches for itself."""
+    return await _pass_fetch(p, ctx) if _hold_fetch(p, ctx) else origin_busy(p, ctx)
 
 
 async def _pass_fetch(p: Pipeline, ctx: Ctx) -> Phase:
