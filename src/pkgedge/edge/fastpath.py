@@ -53,6 +53,9 @@ class HotHits:
     def __len__(self) -> int:
         return len(self._memo)
 
+    def clear(self) -> None:
+        self._memo.clear()
+
     def remember(self, ctx: Ctx, entry: Entry, prefix: bytes, coding: str | None) -> None:
         """Called by delivery after writing a fresh hit with an in-memory body."""
         m = ctx.req.map

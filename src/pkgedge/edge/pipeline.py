@@ -22,6 +22,7 @@ from pkgedge.edge.fill import Fills
 from pkgedge.edge.hooks import Hooks
 from pkgedge.edge.phases import TRANSITIONS, Phase, TransitionError
 from pkgedge.edge.protect import Guard
+from pkgedge.edge.ruleset import Ruleset
 from pkgedge.edge.steps import STEPS
 from pkgedge.errors import PkgedgeError
 from pkgedge.http.request import Request
@@ -53,12 +54,19 @@ class Pipeline:
         self.fills = Fills(store, self.backend, counters, settings.default_ttl)
         self.hot = HotHits(store.generation)
         self.deliver = Delivery(settings, store, self.memory, counters, self.hot)
+        #: the configuration every new request runs (see use_rules)
+        self.ruleset = Ruleset.default()
         self._slots = counters.slots
         self._i_hits = counters.index("hits")
         self._i_bytes = counters.index("bytes_to_clients")
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.fills!r} {self.hot!r} memory={self.memory!r}>"
+
+    def use_rules(self, ruleset: Ruleset) -> None:
+        """Run ``ruleset`` from the next request on (requests in flight finish on theirs)."""
+        self.ruleset = ruleset
+        self.hot.clear()  # memos are what the old rules delivered
 
     # -- the fast path -------------------------------------------------------------------
     def try_hit(self, req: Request, client: Client) -> bool:

@@ -5,12 +5,18 @@ purges by URL, by surrogate keys (at most 256 per call) or everything; ``soft`` 
 stale instead of removing them. The purge is committed to the shared index before the call
 returns, so every worker sees it. ``GET /stats`` (JSON), ``GET /metrics`` (Prometheus text) and
 ``GET /healthz`` (no token needed) complete it.
+
+Other modules add endpoints with :meth:`AdminHandler.route` (exact path, or a prefix ending in
+``/``); the composition root (:mod:`pkgedge.app`) registers them. A route's handler gets the
+request and the client after the token was checked and answers with :meth:`AdminHandler.reply`
+(or writes a stream itself).
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -26,6 +32,9 @@ if TYPE_CHECKING:
 
 MAX_KEYS = 256
 
+#: An admin endpoint: called with the request and the client once the token is checked.
+Route = Callable[["Request", Client], Awaitable[None]]
+
 
 class AdminHandler:
     def __init__(self, token: str, store: Store, counters: Counters, memory: MemoryTier) -> None:
@@ -33,6 +42,43 @@ class AdminHandler:
         self.store = store
         self.counters = counters
         self.memory = memory
+        self._exact: dict[str, Route] = {}
+        self._prefixes: list[tuple[str, Route]] = []
+        self._open: set[str] = {"/healthz"}
+
+    def route(self, path: str, handler: Route, *, public: bool = False) -> None:
+        """Serve ``path`` (a prefix when it ends with ``/``) with ``handler``; ``public``
+        endpoints need no token (pages that ask for it themselves)."""
+        if path.endswith("/"):
+            self._prefixes.append((path, handler))
+            self._prefixes.sort(key=lambda item: -len(item[0]))
+        else:
+            self._exact[path] = handler
+        if public:
+            self._open.add(path)
+
+    def _find(self, path: str) -> tuple[str, Route] | None:
+        if (handler := self._exact.get(path)) is not None:
+            return path, handler
+        for prefix, handler in self._prefixes:
+            if path.startswith(prefix):
+                return prefix, handler
+        return None
+
+    def reply(
+        self,
+        client: Client,
+        req: Request,
+        status: int,
+        body: bytes,
+        ctype: str = "application/json",
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Answer an admin request (errors: plain text with the reason)."""
+        if status >= 400 and not extra and ctype == "application/json":
+            client.write(error_response(status, body.decode(), close=not req.keep_alive))
+            return
+        self._send(client, req, status, body, ctype, extra)
 
     def try_hit(self, req: Request, client: Client) -> bool:
         return False
@@ -51,10 +97,11 @@ class AdminHandler:
         status: int,
         body: bytes,
         ctype: str = "application/json",
+        extra: list[tuple[str, str]] | None = None,
     ) -> None:
         head = response_head(
             status,
-            [("content-type", ctype), ("cache-control", "no-store")],
+            [("content-type", ctype), ("cache-control", "no-store"), *(extra or [])],
             length=len(body),
             age=None,
             cache_status="pkgedge; fwd=bypass",
@@ -67,6 +114,10 @@ class AdminHandler:
         close = not req.keep_alive
         if path == "/healthz":
             self._send(client, req, 200, b"ok\n", "text/plain; charset=utf-8")
+            return
+        found = self._find(path)
+        if found is not None and found[0] in self._open:
+            await found[1](req, client)
             return
         auth = req.map.get("authorization", "")
         if not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
@@ -98,6 +149,8 @@ class AdminHandler:
                 client.write(error_response(status, body.decode(), close=close))
                 return
             self._send(client, req, 200, body)
+        elif found is not None:
+            await found[1](req, client)
         else:
             client.write(error_response(404, "no such admin endpoint", close=close))
 
