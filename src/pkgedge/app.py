@@ -39,6 +39,16 @@ async def worker_main(
         hooks.on_log(log)
     pipeline = Pipeline(settings, store, counters, hooks)
     admin = AdminHandler(settings.admin_token, store, counters, pipeline.memory)
+    node = None
+    if settings.redis:  # many nodes (issue 10): purges and limits through Redis
+        from pkgedge.cluster.node import Node
+
+        guard = pipeline.guard
+        boxes = {"blocked": guard.penalties, "throttled": guard.throttled} if guard else None
+        limiter = guard.limiter if guard else None
+        node = Node(settings, row, admin.check_purge, admin.purge, limiter, boxes)
+        admin.purge_via = node.purges.publish
+        await node.start()
 
     def tick() -> None:
         store.flush_accesses()
@@ -62,6 +72,8 @@ async def worker_main(
         )
         await pipeline.close()
     finally:
+        if node is not None:
+            await node.close()
         store.flush_accesses()
         if log is not None:
             log.flush()

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import tomllib
@@ -276,6 +277,21 @@ EDGE_OPTIONS: tuple[Option, ...] = (
         "rewrite absolute file URLs in index pages so files go through the edge",
         "BOOL",
     ),
+    # -- many nodes (issue 10): pkgedge.cluster, edge/shield.py, edge/director.py ----------
+    Option("redis", _parse_str, None, "Redis URL shared by the nodes (purges, limits)", "URL"),
+    Option("node_name", _parse_str, "", "name in Redis (default: host:cache dir)", "NAME"),
+    Option("shield", _parse_url, None, "send misses to this shield node (a pkgedge edge)", "URL"),
+    Option(
+        "trusted_edges",
+        _parse_str,
+        "",
+        "comma-separated CIDRs of edges this shield trusts (their clients' identity)",
+        "CIDRS",
+    ),
+    Option("fallback", _parse_url, None, "fallback index URL when the upstream fails", "URL"),
+    Option(
+        "purge_timeout", parse_duration, 5.0, "how long a purge waits for every node", "SECONDS"
+    ),
 )
 
 
@@ -321,6 +337,12 @@ class EdgeSettings:
     grace: float
     grace_immutable: float
     rewrite_file_hosts: bool
+    redis: str | None = None
+    node_name: str = ""
+    shield: str | None = None
+    trusted_edges: str = ""
+    fallback: str | None = None
+    purge_timeout: float = 5.0
 
     @property
     def listen_addr(self) -> tuple[str, int]:
@@ -445,6 +467,8 @@ def build_edge_settings(
     values = merge_options(EDGE_OPTIONS, "edge", flags, environ, config_file)
     for name in ("listen", "admin"):
         parse_hostport(values[name])
+    if not values["upstream"] and values["shield"]:
+        values["upstream"] = values["shield"] + "simple/"  # a shield serves the index there
     if not values["upstream"]:
         values["upstream"] = _parse_url(resolve_upstream())
     if not values["admin_token"]:
@@ -458,4 +482,8 @@ def build_edge_settings(
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         raise ConfigError("tls_cert and tls_key must be given together")
     values["cache_dir"] = str(Path(values["cache_dir"]).expanduser().resolve())
+    if values["redis"] and urlsplit(values["redis"]).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"redis: not a redis:// URL: {values['redis']!r}")
+    if not values["node_name"]:
+        values["node_name"] = f"{socket.gethostname()}:{values['cache_dir']}"
     return EdgeSettings(**values)

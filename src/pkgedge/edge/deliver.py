@@ -17,6 +17,7 @@ from pkgedge.cache.entry import Entry
 from pkgedge.cache.memory import MemoryTier
 from pkgedge.cache.store import Store
 from pkgedge.config import EdgeSettings
+from pkgedge.edge import shield
 from pkgedge.edge.busy import BusyObject, State
 from pkgedge.edge.context import Client, Ctx
 from pkgedge.edge.fastpath import HotHits
@@ -50,9 +51,12 @@ class Delivery:
         self.memory = memory
         self.counters = counters
         self.hot = hot
+        self.edges = shield.TrustedEdges(settings.trusted_edges)
 
     async def __call__(self, ctx: Ctx) -> None:
         """Write what the phases decided: one of synthetic, stored, busy or pass-through."""
+        if self.settings.shield and "fwd=" in ctx.cache_status:
+            ctx.cache_status = shield.both_tiers(_received(ctx), ctx.cache_status)
         if ctx.synthetic is not None:
             ctx.client.write(ctx.synthetic)
             ctx.sent = len(ctx.synthetic)
@@ -65,8 +69,11 @@ class Delivery:
         else:  # pragma: no cover - the phase table makes this unreachable
             raise RuntimeError("deliver: nothing to deliver")
 
-    def _trace_fields(self, ctx: Ctx) -> Headers:
-        return [("pkgedge-trace", ctx.trace.header())] if ctx.trace is not None else []
+    def _trace_fields(self, ctx: Ctx, stored: Headers | None = None) -> Headers:
+        extra = [("pkgedge-trace", ctx.trace.header())] if ctx.trace is not None else []
+        if stored is not None and self.edges and self.edges.asks(ctx.req):
+            extra += shield.edge_fields(stored)  # a shield answering its edge
+        return extra
 
     def read_small(self, entry: Entry, coding: str | None) -> memoryview | None:
         """The body (or its encoded copy, made now if needed) from the memory tier, mapping
@@ -142,7 +149,7 @@ class Delivery:
             if rng is not None:
                 body = body[first : last + 1]
             prefix = dl.head_prefix(status, headers)
-            if ctx.fresh_hit and ctx.trace is None:
+            if ctx.fresh_hit and ctx.trace is None and not self.edges.asks(req):
                 # a plain fresh hit: written the way the fast path will replay it
                 ttl = int(entry.ttl(now))
                 ctx.cache_status = f"pkgedge; hit; ttl={ttl}"
@@ -154,14 +161,14 @@ class Delivery:
                     length=len(body),
                     age=age,
                     cache_status=ctx.cache_status,
-                    extra=self._trace_fields(ctx),
+                    extra=self._trace_fields(ctx, entry.headers),
                     close=close,
                 )
             ctx.sent = send(client, head, b"" if req.method == "HEAD" else body)
             return
         head = dl.response_head(
             status,
-            [*headers, *self._trace_fields(ctx)],
+            [*headers, *self._trace_fields(ctx, entry.headers)],
             length=last - first + 1,
             age=age,
             cache_status=ctx.cache_status,
@@ -215,7 +222,7 @@ class Delivery:
                 headers = [*headers, ("content-range", f"bytes {rng[0]}-{rng[1]}/{length}")]
         head = dl.response_head(
             status,
-            [*headers, *self._trace_fields(ctx)],
+            [*headers, *self._trace_fields(ctx, fill.headers)],
             length=None if end is None else end - first,
             age=int(fill.initial_age + max(0.0, time.time() - fill.response_time)),
             cache_status=ctx.cache_status,
@@ -341,3 +348,12 @@ async def _follow(client: Client, fill: BusyObject, first: int, end: int | None)
         if fd >= 0:
             os.close(fd)
     return sent
+
+
+def _received(ctx: Ctx) -> Headers:
+    """The fields the response being delivered came with (its shield's Cache-Status)."""
+    if ctx.entry is not None:
+        return ctx.entry.headers
+    if ctx.response is not None:
+        return ctx.pass_headers
+    return ctx.fill.headers if ctx.fill is not None else []

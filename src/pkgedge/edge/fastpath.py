@@ -32,6 +32,7 @@ BLOCKERS = frozenset(
         "if-none-match",
         "if-modified-since",
         "pkgedge-trace",
+        "pkgedge-tier",  # an edge asking its shield (edge/shield.py)
     }
 )
 _MAX = 20_000
