@@ -69,11 +69,12 @@ class Delivery:
         else:  # pragma: no cover - the phase table makes this unreachable
             raise RuntimeError("deliver: nothing to deliver")
 
-    def _trace_fields(self, ctx: Ctx, stored: Headers | None = None) -> Headers:
-        extra = [("pkgedge-trace", ctx.trace.header())] if ctx.trace is not None else []
-        if stored is not None and self.edges and self.edges.asks(ctx.req):
-            extra += shield.edge_fields(stored)  # a shield answering its edge
-        return extra
+    def _trace_fields(self, ctx: Ctx) -> Headers:
+        return [("pkgedge-trace", ctx.trace.header())] if ctx.trace is not None else []
+
+    def _for_edge(self, ctx: Ctx, stored: Headers) -> Headers:
+        """A shield answering its edge adds the edge-only fields (edge/shield.py)."""
+        return shield.edge_fields(stored) if self.edges and self.edges.asks(ctx.req) else []
 
     def read_small(self, entry: Entry, coding: str | None) -> memoryview | None:
         """The body (or its encoded copy, made now if needed) from the memory tier, mapping
@@ -161,17 +162,18 @@ class Delivery:
                     length=len(body),
                     age=age,
                     cache_status=ctx.cache_status,
-                    extra=self._trace_fields(ctx, entry.headers),
+                    extra=[*self._trace_fields(ctx), *self._for_edge(ctx, entry.headers)],
                     close=close,
                 )
             ctx.sent = send(client, head, b"" if req.method == "HEAD" else body)
             return
         head = dl.response_head(
             status,
-            [*headers, *self._trace_fields(ctx, entry.headers)],
+            [*headers, *self._trace_fields(ctx)],
             length=last - first + 1,
             age=age,
             cache_status=ctx.cache_status,
+            extra=self._for_edge(ctx, entry.headers),
             close=close,
         )
         client.write(head)
@@ -222,10 +224,11 @@ class Delivery:
                 headers = [*headers, ("content-range", f"bytes {rng[0]}-{rng[1]}/{length}")]
         head = dl.response_head(
             status,
-            [*headers, *self._trace_fields(ctx, fill.headers)],
+            [*headers, *self._trace_fields(ctx)],
             length=None if end is None else end - first,
             age=int(fill.initial_age + max(0.0, time.time() - fill.response_time)),
             cache_status=ctx.cache_status,
+            extra=self._for_edge(ctx, fill.headers),
             close=not req.keep_alive,
         )
         client.write(head)
