@@ -74,6 +74,10 @@ def cluster(
     fallback = populate_default(UpstreamIndex(tmp / "fallback-dists", host="127.0.0.6")).start()
     fallback.add_project("epsilon", "1.0")
     origin.add_project("epsilon", "1.0")
+    origin.add_project("zeta", "1.0")
+    fallback.add_project("zeta", "9.9")
+    short = {"Surrogate-Control": "max-age=1, stale-if-error=86400", "Cache-Control": "max-age=1"}
+    origin.set_headers("/simple/zeta/", short)
     nodes: list[EdgeProcess] = []
     try:
         shield = _node(
@@ -230,8 +234,15 @@ def test_redis_down_edges_keep_serving_and_purges_resume(cluster: Cluster) -> No
 def test_primary_backend_down_files_come_from_the_fallback(cluster: Cluster) -> None:
     wheel = cluster.fallback.files("epsilon")[0]
     page, path = "/simple/epsilon/", wheel.url_path
+    stale = "/simple/zeta/"  # fresh for 1 s, then stale-if-error for a day
+    assert "zeta-1.0" in cluster.edges[0].get(stale).text
+    time.sleep(1.2)
     cluster.origin.stop()
     try:
+        # a stored stale copy is preferred to the fallback (which has zeta 9.9)
+        r = cluster.edges[0].get(stale)
+        assert r.status_code == 200 and "zeta-1.0" in r.text and "zeta-9.9" not in r.text
+        assert cluster.fallback.count(stale, exact=True) == 0
         edge = cluster.edges[1]
         r = edge.get(page)
         assert r.status_code == 200 and wheel.filename in r.text
