@@ -9,6 +9,7 @@ flag, environment, file, default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -484,6 +485,11 @@ def build_edge_settings(
     values["cache_dir"] = str(Path(values["cache_dir"]).expanduser().resolve())
     if values["redis"] and urlsplit(values["redis"]).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"redis: not a redis:// URL: {values['redis']!r}")
+    for cidr in (c.strip() for c in values["trusted_edges"].split(",")):
+        try:
+            ipaddress.ip_network(cidr, strict=False) if cidr else None
+        except ValueError:
+            raise ConfigError(f"trusted_edges: not an address or network: {cidr!r}") from None
     if not values["node_name"]:
         values["node_name"] = f"{socket.gethostname()}:{values['cache_dir']}"
     return EdgeSettings(**values)

@@ -5,10 +5,15 @@ cluster in tests/integration/test_cluster.py."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
+import pytest
+
+from pkgedge.config import build_edge_settings
 from pkgedge.edge import shield
 from pkgedge.edge.director import FAILURES, Director
+from pkgedge.errors import ConfigError
 from pkgedge.http.request import Request
 from pkgedge.security.ratelimit import BucketSpec, Penalty, PenaltyBox
 from pkgedge.security.shared import SharedStore
@@ -113,3 +118,22 @@ def test_director_tries_the_fallback_second_and_first_once_the_primary_is_down()
     assert d.down
     d.result("http://a:1", True)
     assert not d.down and d.routes("http://a:1", "/simple/x/")[0][0] == "http://a:1"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"redis": "http://127.0.0.1:6379"}, "not a redis:// URL"),
+        ({"trusted_edges": "10.0.0.0/33"}, "not an address or network"),
+        ({"shield": "nope"}, "not an http(s) URL"),
+    ],
+)
+def test_cluster_options_are_checked(flags: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_edge_settings({"upstream": "http://127.0.0.1:9/simple/", **flags}, environ={})
+
+
+def test_an_edge_with_a_shield_reads_the_index_from_it() -> None:
+    s = build_edge_settings({"shield": "http://127.0.0.5:8080"}, environ={})
+    assert s.upstream == "http://127.0.0.5:8080/simple/" and s.shield == "http://127.0.0.5:8080/"
+    assert s.node_name.endswith(s.cache_dir) and s.redis is None
