@@ -67,6 +67,9 @@ class Registry:
         pipe.zremrangebyscore(NODES, "-inf", now - 3600)  # forget nodes gone for an hour
         await pipe.execute()
 
+    async def leave(self) -> None:
+        await self.redis.zrem(NODES, self.name)
+
     async def run(self) -> None:
         """Beat until cancelled; a Redis outage is logged once and waited out."""
         while True:

@@ -14,7 +14,7 @@ from pkgedge.config import EdgeSettings
 from pkgedge.security.ratelimit import PenaltyBox, RateLimiter
 
 #: how long worker 0 waits for Redis to catch up on purges before it serves anyway
-START_WAIT = 3.0
+START_WAIT = 10.0
 
 
 class Node:
@@ -78,6 +78,9 @@ class Node:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, *DOWN):
                 await t
+        if self.row == 0:  # a node that stops is no longer live (a crashed one is, for LIVE s)
+            with contextlib.suppress(*DOWN):
+                await asyncio.wait_for(self.registry.leave(), 1.0)
         for client in (self.redis, self.blocking):
             with contextlib.suppress(*DOWN):
                 await client.aclose()
