@@ -191,6 +191,24 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_playground_test(args: argparse.Namespace) -> int:
+    from pkgedge.web.playground.testfile import run_file
+
+    settings = None
+    if args.upstream or args.config:
+        settings = build_edge_settings(
+            {"upstream": args.upstream, "workers": "1", "access_log": "off"},
+            config_file=args.config,
+        )
+    return run_file(
+        args.file,
+        settings,
+        lambda line: print(line, flush=True),
+        lambda line: print(line, file=sys.stderr, flush=True),
+        events=args.events,
+    )
+
+
 def _admin_call(
     args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
 ) -> Any:
@@ -333,6 +351,17 @@ def parser() -> argparse.ArgumentParser:
     _add_edge_options(show)
     show.add_argument("--show-secrets", action="store_true", help="print the admin token")
     show.set_defaults(func=cmd_config_show)
+    playground = sub.add_parser("playground", help="try configurations on requests")
+    pgsub = playground.add_subparsers(dest="playground_command", metavar="ACTION")
+    pgsub.required = True
+    pgtest = pgsub.add_parser(
+        "test", help="run an exported playground; exit 1 on a failed assertion or compile error"
+    )
+    pgtest.add_argument("file", metavar="FILE", help="playground export (JSON or .toml)")
+    pgtest.add_argument("--events", action="store_true", help="print each phase's events")
+    pgtest.add_argument("--upstream", help="the upstream for playgrounds with origin=upstream")
+    pgtest.add_argument("--config", metavar="FILE", help="edge TOML config (backends, upstream)")
+    pgtest.set_defaults(func=cmd_playground_test)
     return p
 
 
