@@ -20,6 +20,7 @@ from pkgedge.server.limits import Limits
 from pkgedge.server.tls import tls_context
 from pkgedge.stats.counters import Counters
 from pkgedge.web.admin import AdminHandler
+from pkgedge.web.playground.api import register_playground
 
 
 async def worker_main(
@@ -40,6 +41,7 @@ async def worker_main(
         hooks.on_rules_log(log.rules_lines)
     pipeline = Pipeline(settings, store, counters, hooks)
     admin = AdminHandler(settings.admin_token, store, counters, pipeline.memory)
+    register_playground(admin, settings)
 
     def tick() -> None:
         store.flush_accesses()
