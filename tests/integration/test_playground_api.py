@@ -100,3 +100,27 @@ def test_the_token_is_required_but_the_page_asks_for_it(edge: EdgeProcess) -> No
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert 'id="config"' in page.text and "src=" not in page.text  # no third-party assets
+
+
+def test_a_playground_on_the_configured_upstream(upstream: Any, tmp_path: Path) -> None:
+    """Only when the document asks for it (origin: upstream) does the isolated edge fetch from
+    the real upstream; still its own cache: a miss, then a hit."""
+    import json
+
+    from pkgedge.cli import main
+
+    doc = {
+        "config": 'sub fetch { if (req.path ~ "^/simple/") { set beresp.ttl = 5m; } }',
+        "origin": "upstream",
+        "requests": [
+            {"path": "/simple/gamma/", "assert": ["cache.state == miss", "client.status == 200"]},
+            {
+                "path": "/simple/gamma/",
+                "assert": ["cache.state == hit", 'client.body contains "gamma"'],
+            },
+        ],
+    }
+    path = tmp_path / "upstream.json"
+    path.write_text(json.dumps(doc))
+    assert main(["playground", "test", str(path), "--upstream", upstream.index_url]) == 0
+    assert upstream.count("/simple/gamma/") == 1

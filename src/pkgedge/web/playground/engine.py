@@ -36,7 +36,7 @@ from pkgedge.rules import Rules, RulesError, compile_rules
 from pkgedge.stats.counters import Counters
 from pkgedge.web.playground import asserts
 from pkgedge.web.playground.doc import Doc, PlayRequest
-from pkgedge.web.playground.origin import Fetch, Pool, Recorder, TestOrigin
+from pkgedge.web.playground.origin import Fetch, Recorder, TestOrigin
 
 #: What the isolated edge says it is when no edge settings are given (never contacted).
 PLACEHOLDER_UPSTREAM = "http://playground.invalid/simple/"
@@ -87,9 +87,17 @@ class _Backend(Backend):
     def pool(self, origin: str) -> Any:
         rec = self._recorders.get(origin)
         if rec is None:
-            real: Pool = self._test if self._test is not None else super().pool(origin)
-            rec = self._recorders[origin] = Recorder(origin, real, self.fetches)
+            if self._test is not None:
+                rec = Recorder(f"test origin as {origin}", self._test, self.fetches)
+            else:
+                rec = Recorder(origin, super().pool(origin), self.fetches)
+            self._recorders[origin] = rec
         return rec
+
+    def close(self) -> None:
+        """Close the connections to a real upstream (the test origin holds none)."""
+        for pool in self._pools.values():
+            pool.close()
 
 
 class _Client:
@@ -156,8 +164,8 @@ class IsolatedEdge:
         self.store.open()
         self.counters = Counters(1)
         self.fetches: list[Fetch] = []
-        backend = _Backend(self.settings, self.store, origin == "test", self.fetches)
-        self.pipeline = Pipeline(self.settings, self.store, self.counters, Hooks(), backend)
+        self.backend = _Backend(self.settings, self.store, origin == "test", self.fetches)
+        self.pipeline = Pipeline(self.settings, self.store, self.counters, Hooks(), self.backend)
         self.pipeline.use_rules(Ruleset(rules, 0))
 
     async def settle(self) -> None:
@@ -230,6 +238,7 @@ class IsolatedEdge:
     async def close(self) -> None:
         try:
             await self.pipeline.close()
+            self.backend.close()
             self.pipeline.memory.clear()
             self.store.close()
         finally:
