@@ -217,3 +217,18 @@ def test_nothing_is_shared_between_runs() -> None:
     a = play("", {"path": "/cache=60", "assert": ["cache.state == miss"]})
     b = play("", {"path": "/cache=60", "assert": ["cache.state == miss"]})
     assert a["ok"] and b["ok"]
+
+
+def test_a_run_is_bounded_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pkgedge.web.playground import engine
+
+    monkeypatch.setattr(engine, "RUN_BUDGET", 0.3)
+    out = play(
+        "",
+        {"path": "/wait=2000", "assert": ["client.status == 200"]},
+        {"path": "/cache=60", "assert": ["client.status == 200"]},
+    )
+    slow, skipped = out["results"]
+    assert "the request took more than 0.3 s" in slow["error"] and not slow["ok"]
+    assert skipped["error"].startswith("not run") and skipped["asserts"][0]["ok"] is False
+    assert not out["ok"]

@@ -42,6 +42,7 @@ from pkgedge.web.playground.origin import Fetch, Recorder, TestOrigin
 PLACEHOLDER_UPSTREAM = "http://playground.invalid/simple/"
 PREVIEW = 4096  # bytes of a response body shown
 REQUEST_TIMEOUT = 15.0  # seconds one request may take in the isolated edge
+RUN_BUDGET = 60.0  # seconds a whole run may take; later requests are reported as not run
 _SETTLE = 5.0  # seconds to wait for background fetches between requests
 
 
@@ -174,7 +175,7 @@ class IsolatedEdge:
         if tasks:
             await asyncio.wait(tasks, timeout=_SETTLE)
 
-    async def send(self, pr: PlayRequest) -> dict[str, Any]:
+    async def send(self, pr: PlayRequest, limit: float = REQUEST_TIMEOUT) -> dict[str, Any]:
         await self.settle()
         fields = [("host", "playground.test"), *pr.headers, ("pkgedge-trace", "1")]
         if pr.body:
@@ -186,9 +187,9 @@ class IsolatedEdge:
         first = len(self.fetches)
         error = ""
         try:
-            await asyncio.wait_for(self.pipeline.run(ctx), REQUEST_TIMEOUT)
+            await asyncio.wait_for(self.pipeline.run(ctx), limit)
         except TimeoutError:
-            error = f"the request took more than {REQUEST_TIMEOUT:g} s"
+            error = f"the request took more than {limit:.3g} s"
         except Exception as exc:  # the edge's own failure: shown, never a crash of the run
             error = f"{type(exc).__name__}: {exc}"
         status, headers, body = parse_response(bytes(client.data), pr.method == "HEAD")
@@ -245,6 +246,27 @@ class IsolatedEdge:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def not_run(pr: PlayRequest, why: str) -> dict[str, Any]:
+    """The result of a request that was not sent."""
+    return {
+        "request": {
+            "method": pr.method,
+            "path": pr.path,
+            "headers": [],
+            "body": "",
+            "client": pr.client,
+        },
+        "response": {"status": 0, "headers": [], "body": "", "size": 0},
+        "cache_state": "error",
+        "fetches": [],
+        "events": [],
+        "log": [],
+        "asserts": [{"expr": a, "ok": False, "actual": None, "error": why} for a in pr.asserts],
+        "error": why,
+        "ok": False,
+    }
+
+
 async def run_doc(doc: Doc, settings: EdgeSettings | None = None) -> dict[str, Any]:
     """Compile ``doc.config`` and send ``doc.requests`` through an isolated edge, in order.
 
@@ -258,8 +280,15 @@ async def run_doc(doc: Doc, settings: EdgeSettings | None = None) -> dict[str, A
     except RulesError as exc:
         return {"ok": False, "diagnostics": diagnostics(exc), "results": [], "counters": {}}
     edge = IsolatedEdge(rules, settings, doc.origin)
+    deadline = time.monotonic() + RUN_BUDGET
     try:
-        results = [await edge.send(r) for r in doc.requests]
+        results = []
+        for r in doc.requests:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                results.append(not_run(r, f"not run: the run's {RUN_BUDGET:g} s are spent"))
+            else:
+                results.append(await edge.send(r, min(REQUEST_TIMEOUT, left)))
         await edge.settle()
         counters = {k: v for k, v in edge.counters.snapshot().items() if v}
     finally:
