@@ -70,7 +70,9 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
         upstream.stop()
 
 
-def cli(edge: EdgeProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    edge: EdgeProcess, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pkgedge", "config", *args, "--cache-dir", str(edge.cache_dir)],
         capture_output=True,
