@@ -6,7 +6,8 @@ filled in, and the whole :class:`~pkgedge.edge.ruleset.Ruleset` is swapped with
 :meth:`Pipeline.use_rules` (requests in flight keep theirs). A new serial on the same version
 means a table changed: the changed table files are read and put in place with
 ``Tables.replace``, which the compiled rules look up by name on every use. :meth:`run` polls
-every 0.25 s, so a change reaches every worker well within a second.
+every 0.25 s (in a thread; requests read ``pipeline.ruleset`` and a table once, each a single
+attribute or dict read), so a change reaches every worker well within a second.
 
 A version that fails to compile here (a damaged file) or a table file that does not fit leaves
 the worker on what it runs, with one line on stderr: a worker never dies of it.
@@ -119,10 +120,11 @@ class RulesWatcher:
             self.table_loads += 1
 
     async def run(self, interval: float = POLL_INTERVAL) -> None:
-        """Poll until cancelled."""
+        """Poll until cancelled, in a thread: compiling a large version or building a large
+        ACL does not stop the event loop (the swap itself is one assignment)."""
         while True:
             await asyncio.sleep(interval)
             try:
-                self.poll()
+                await asyncio.to_thread(self.poll)
             except Exception as exc:  # never let the watch end the worker
                 self.warn(f"configuration watch: {type(exc).__name__}: {exc}")

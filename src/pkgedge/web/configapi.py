@@ -233,8 +233,12 @@ class ConfigApi:
             "version": ruleset.version,
             "serial": self.watcher.serial,
             "tables_version": ruleset.tables.version,
-            "tables": {
-                name: value if isinstance(value, dict) else [str(n) for n in value.networks]
+            "tables": {  # contents up to 1000 entries, else their number
+                name: len(value)
+                if len(value) > 1000
+                else value
+                if isinstance(value, dict)
+                else [str(n) for n in value.networks]
                 for name, value in ruleset.tables.current.items()
             },
         }
