@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -27,8 +28,10 @@ from support.upstream import UpstreamIndex, populate_default
 RULES = """\
 table notes { "alpha": "first" }
 acl staff { "192.0.2.0/24"; }
+sub recv { set req.http.x-recv-version = "%s"; }
 sub deliver {
     set resp.http.x-version = "%s";
+    set resp.http.x-recv-version = req.http.x-recv-version;
     if (req.path ~ "^/simple/alpha/") { set resp.http.x-note = notes["alpha"] ?? "none"; }
     if (client.ip in staff) { set resp.http.x-staff = "yes"; }
 }
@@ -43,7 +46,7 @@ sub recv {
 
 
 def rules(tag: str) -> str:
-    return RULES % tag
+    return RULES % (tag, tag)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +74,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
 
 
 def cli(
-    edge: EdgeProcess, *args: str, stdin: str | None = None
+    edge: EdgeProcess, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pkgedge", "config", *args, "--cache-dir", str(edge.cache_dir)],
@@ -79,7 +82,7 @@ def cli(
         check=False,
         text=True,
         timeout=60,
-        input=stdin,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -153,6 +156,9 @@ def test_cli_round_trip(edge: EdgeProcess, tmp_path: Path) -> None:
     out = cli(edge, "edit", str(new), "--file", str(text))
     assert out.returncode == 0 and "saved draft" in out.stdout, out.stderr
     assert cli(edge, "validate", str(new)).returncode == 0
+    out = cli(edge, "edit", str(new), env={"EDITOR": "sed -i s/first/second/", "VISUAL": ""})
+    assert out.returncode == 0, out.stderr
+    assert '{ "alpha": "second" }' in cli(edge, "show", str(new)).stdout
     out = cli(edge, "diff", str(active), str(new))
     assert '-    set resp.http.x-version = "' in out.stdout
     assert '+    set resp.http.x-version = "cli";' in out.stdout
@@ -298,7 +304,10 @@ class Loop(threading.Thread):
                 self.sockets.add(id(self.conn.sock))
                 if resp.status != 200 or resp.getheader("connection", "") == "close":
                     self.errors.append(f"{resp.status} {resp.getheader('connection')}")
-                self.seen.append(resp.getheader("x-version"))
+                version = resp.getheader("x-version")
+                if resp.getheader("x-recv-version") != version:  # half of one, half of another
+                    self.errors.append(f"recv {resp.getheader('x-recv-version')}, {version}")
+                self.seen.append(version)
         except Exception as exc:  # a dropped connection or a timeout
             self.errors.append(repr(exc))
         finally:
@@ -350,10 +359,14 @@ def test_active_version_survives_restart(edge: EdgeProcess) -> None:
     resp = admin(edge, "POST", "/config/versions", json={"source": rules("kept")})
     kept = resp.json()["version"]
     admin(edge, "POST", "/config/activate", json={"version": kept}).raise_for_status()
+    admin(edge, "PUT", "/config/tables/notes", json={"alpha": "live"}).raise_for_status()
     edge.restart(extra_args=[])  # no --rules: the active version is whatever was active
     edge.wait_workers()
-    on_every_worker(edge, lambda s: s["version"] == kept)
+    on_every_worker(
+        edge, lambda s: s["version"] == kept and s["tables"]["notes"]["alpha"] == "live"
+    )
     assert version_header(edge) == "kept"
+    assert edge.get("/simple/alpha/").headers.get("x-note") == "live"
 
     # --rules with the active version's text: nothing new; with other text: a new version
     same = edge.cache_dir.parent / "same.vcl"
