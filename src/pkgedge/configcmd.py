@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pkgedge.config import EDGE_OPTIONS, merge_options
-from pkgedge.edge.versions import VersionStore, compile_version
+from pkgedge.edge.versions import VersionStore
 from pkgedge.errors import PkgedgeError
 from pkgedge.rules import RulesError
 
@@ -125,7 +125,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace, number: int) -> int:
     """Validate a version just saved: 0 if it compiles, else the diagnostics and 1."""
     try:
-        compile_version(_store(args).get(number).source, number)
+        (store := _store(args)).compile(store.get(number).source, number)
     except RulesError as exc:
         print(f"version {number} does not compile (it cannot be activated):", file=sys.stderr)
         print(exc, file=sys.stderr)
@@ -135,12 +135,13 @@ def _report(args: argparse.Namespace, number: int) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     target: str = args.target
+    store = _store(args)
     if target.isdigit() and not Path(target).exists():
-        source, name = _store(args).get(int(target)).source, f"version {target}"
-        compile_version(source, int(target))
+        source, name = store.get(int(target)).source, f"version {target}"
+        store.compile(source, int(target))
     else:
         source, name = _read(target), target
-        compile_version(source, target)
+        store.compile(source, target)
     print(f"{name}: ok")
     return 0
 

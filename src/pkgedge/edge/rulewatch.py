@@ -6,8 +6,9 @@ filled in, and the whole :class:`~pkgedge.edge.ruleset.Ruleset` is swapped with
 :meth:`Pipeline.use_rules` (requests in flight keep theirs). A new serial on the same version
 means a table changed: the changed table files are read and put in place with
 ``Tables.replace``, which the compiled rules look up by name on every use. :meth:`run` polls
-every 0.25 s (in a thread; requests read ``pipeline.ruleset`` and a table once, each a single
-attribute or dict read), so a change reaches every worker well within a second.
+every 0.25 s, reading and compiling in a thread and swapping on the event loop (a live table
+is replaced from the thread: one dict item assignment, which requests read once per use), so a
+change reaches every worker well within a second.
 
 A version that fails to compile here (a damaged file) or a table file that does not fit leaves
 the worker on what it runs, with one line on stderr: a worker never dies of it.
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pkgedge.edge.ruleset import Ruleset
-from pkgedge.edge.versions import VersionStore, compile_version
+from pkgedge.edge.versions import VersionStore
 from pkgedge.errors import PkgedgeError
 from pkgedge.rules import Rules
 
@@ -64,38 +65,52 @@ class RulesWatcher:
 
     def poll(self) -> bool:
         """Catch up with the pointer; True if anything changed."""
+        changed, ruleset = self.prepare()
+        if ruleset is not None:
+            self.install(ruleset)
+        return changed
+
+    def prepare(self) -> tuple[bool, Ruleset | None]:
+        """Read the pointer; put changed table files in place on the running ruleset, or
+        compile a new version with its tables. (changed, the ruleset to install or None).
+        Safe in a thread: it only builds, and replaces whole table contents."""
         try:
             version, serial = self.store.state()
         except PkgedgeError as exc:
             self.warn(str(exc))
-            return False
+            return False, None
         if (version, serial) == (self.version, self.serial) or version == 0:
-            return False
+            return False, None
+        ruleset = None
         if version != self.version:
-            self._swap(version)
+            ruleset = self._build(version)
         else:
             self._refresh_tables(self.pipeline.ruleset)
         self.serial = serial
-        return True
+        return True, ruleset
 
-    def _swap(self, number: int) -> None:
+    def install(self, ruleset: Ruleset) -> None:
+        """Run ``ruleset`` from the next request on (on the worker's event loop)."""
+        self.pipeline.use_rules(ruleset)
+        self.swaps += 1
+
+    def _build(self, number: int) -> Ruleset | None:
+        self.version = number  # a version that fails is not retried until the next change
         rules = self._compiled.get(number)
         if rules is None:
             try:
-                rules = compile_version(self.store.get(number).source, number)
+                rules = self.store.compile(self.store.get(number).source, number)
             except PkgedgeError as exc:
-                self.warn(f"version {number} not loaded, still running v{self.version}: {exc}")
-                self.version = number  # do not retry on every poll; the next change will
-                return
+                running = self.pipeline.ruleset.version
+                self.warn(f"version {number} not loaded, still running v{running}: {exc}")
+                return None
             if len(self._compiled) >= 8:
                 self._compiled.pop(next(iter(self._compiled)))
             self._compiled[number] = rules
         ruleset = Ruleset(rules, number)  # fresh tables: the declared contents
         self._files = {}
         self._refresh_tables(ruleset)
-        self.pipeline.use_rules(ruleset)
-        self.version = number
-        self.swaps += 1
+        return ruleset
 
     def _refresh_tables(self, ruleset: Ruleset) -> None:
         files = self.store.table_files(ruleset.version)
@@ -121,10 +136,12 @@ class RulesWatcher:
 
     async def run(self, interval: float = POLL_INTERVAL) -> None:
         """Poll until cancelled, in a thread: compiling a large version or building a large
-        ACL does not stop the event loop (the swap itself is one assignment)."""
+        ACL does not stop the event loop; the swap itself runs on the loop."""
         while True:
             await asyncio.sleep(interval)
             try:
-                await asyncio.to_thread(self.poll)
+                _, ruleset = await asyncio.to_thread(self.prepare)
+                if ruleset is not None:
+                    self.install(ruleset)  # here, on the loop: use_rules clears the memos
             except Exception as exc:  # never let the watch end the worker
                 self.warn(f"configuration watch: {type(exc).__name__}: {exc}")

@@ -25,7 +25,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,10 +73,13 @@ class Version:
         }
 
 
-def compile_version(source: str, number: int | str) -> Rules:
-    """Compile a version's source (its diagnostics name it ``vN``); RulesError otherwise."""
+def compile_version(
+    source: str, number: int | str, backends: Collection[str] | None = None
+) -> Rules:
+    """Compile a version's source (its diagnostics name it ``vN``); RulesError otherwise.
+    ``backends``: the backend names the rules may choose (None: not checked)."""
     name = f"v{number}" if isinstance(number, int) else number
-    return compile_rules(source, name=name)
+    return compile_rules(source, name=name, backends=backends)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -110,8 +113,11 @@ def _mkdir(path: Path) -> None:
 class VersionStore:
     """The configuration versions of one edge (one data directory)."""
 
-    def __init__(self, cache_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, cache_dir: str | os.PathLike[str], backends: Collection[str] | None = None
+    ) -> None:
         self.dir = Path(cache_dir) / "config"
+        self.backends = None if backends is None else tuple(backends)
         self.versions_dir = self.dir / "versions"
         self.tables_dir = self.dir / "tables"
         self.active_path = self.dir / "active"
@@ -147,6 +153,10 @@ class VersionStore:
                 )
             self._record(None, 1, "pkgedge (first use)", "create")
             self._point(1)
+
+    def compile(self, source: str, name: int | str) -> Rules:
+        """Compile with this edge's backend names; RulesError with every problem."""
+        return compile_version(source, name, self.backends)
 
     # -- reading ------------------------------------------------------------------------------
     def _path(self, number: int) -> Path:
@@ -304,7 +314,7 @@ class VersionStore:
         """Make ``number`` active (RulesError if it does not compile); (from, to). Activating
         the active version changes nothing."""
         version = self.get(number)
-        rules = compile_version(version.source, number)  # RulesError: never activated
+        rules = self.compile(version.source, number)  # RulesError: never activated
         with self._locked():
             old = self.active()
             if old == number:
@@ -328,7 +338,7 @@ class VersionStore:
     def adopt(self, source: str, path: str) -> int | None:
         """Activate ``source`` (read from ``path``: ``pkgedge edge --rules FILE``) as a new
         version unless it is the active one's text; the new number, or None if unchanged."""
-        compile_version(source, path)  # RulesError before anything is stored
+        self.compile(source, path)  # RulesError before anything is stored
         author = comment = f"edge --rules {path}"
         if self.get(self.active()).source == source:
             return None
@@ -353,7 +363,7 @@ class VersionStore:
     def tables(self, number: int | None = None) -> dict[str, Any]:
         """Every table and ACL of a version (default: the active one) as it is live now."""
         number = self.active() if number is None else number
-        rules = compile_version(self.get(number).source, number)
+        rules = self.compile(self.get(number).source, number)
         current: dict[str, Any] = dict(rules.initial)
         current.update(
             {k: v for k, v in self.table_overrides(number).items() if k in rules.declared}
@@ -367,7 +377,7 @@ class VersionStore:
             raise VersionError(f"not a table name: {name!r}")
         with self._locked():
             number = self.active()
-            rules = compile_version(self.get(number).source, number)
+            rules = self.compile(self.get(number).source, number)
             rules.tables().replace(name, data)  # TableError: nothing stored
             folder = self.tables_dir / str(number)
             _mkdir(folder)
@@ -384,7 +394,7 @@ class VersionStore:
         if not theirs:
             return
         try:
-            previous = compile_version(self.get(old).source, old)
+            previous = self.compile(self.get(old).source, old)
         except PkgedgeError:
             return
         for name, path in theirs.items():

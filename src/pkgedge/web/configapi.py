@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from pkgedge.edge.versions import VersionError, VersionStore, compile_version
+from pkgedge.edge.versions import VersionError, VersionStore
 from pkgedge.errors import PkgedgeError
 from pkgedge.rules import RulesError, TableError
 
@@ -160,7 +160,7 @@ class ConfigApi:
         number = _number(num)
         if action == "validate":
             self._method(req, "POST", "GET")
-            compile_version(self.store.get(number).source, number)
+            self.store.compile(self.store.get(number).source, number)
             return 200, {"version": number, "ok": True}
         if action:
             raise VersionError("no such admin endpoint", 404)
