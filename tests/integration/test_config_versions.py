@@ -209,7 +209,8 @@ def test_admin_api_round_trip(edge: EdgeProcess) -> None:
 
     resp = admin(edge, "POST", "/config/activate", json={"version": new, "author": "carol"})
     assert resp.json() == {"from": before, "to": new}
-    on_every_worker(edge, lambda s: s["version"] == new)
+    took = on_every_worker(edge, lambda s: s["version"] == new)
+    print(f"version {new} on both workers {took:.3f} s after the activation returned")
     resp = admin(edge, "PUT", f"/config/versions/{new}", content=b"sub recv { }")
     assert resp.status_code == 409 and "cannot change" in resp.text
     assert resp.headers["content-type"].startswith("text/plain")

@@ -140,6 +140,8 @@ class RulesWatcher:
         while True:
             await asyncio.sleep(interval)
             try:
+                if self.store.state() == (self.version, self.serial):
+                    continue  # the usual case: one small read, no thread
                 _, ruleset = await asyncio.to_thread(self.prepare)
                 if ruleset is not None:
                     self.install(ruleset)  # here, on the loop: use_rules clears the memos
