@@ -43,6 +43,7 @@ async def worker_main(
     if settings.access_log not in ("off", ""):
         log = RequestLog(settings.access_log)
         hooks.on_log(log)
+        hooks.on_rules_log(log.rules_lines)
     pipeline = Pipeline(settings, store, counters, hooks)
     admin = AdminHandler(settings.admin_token, store, counters, pipeline.memory)
     watcher = RulesWatcher(VersionStore(settings.cache_dir), pipeline)
