@@ -32,7 +32,8 @@ def _store(args: argparse.Namespace) -> VersionStore:
     flags = {"cache_dir": getattr(args, "cache_dir", None)}
     config_file = getattr(args, "config", None) or os.environ.get("PKGEDGE_CONFIG")
     values = merge_options(EDGE_OPTIONS, "edge", flags, os.environ, config_file)
-    return VersionStore(Path(values["cache_dir"]).expanduser().resolve())
+    backends = ["origin", *(values.get("backends") or {})]
+    return VersionStore(Path(values["cache_dir"]).expanduser().resolve(), backends)
 
 
 def _author(args: argparse.Namespace) -> str:
