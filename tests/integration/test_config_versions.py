@@ -71,6 +71,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
     finally:
         edge.stop()
         upstream.stop()
+        _FRESH.close()
 
 
 def cli(
@@ -90,13 +91,16 @@ def admin(edge: EdgeProcess, method: str, path: str, **kwargs: Any) -> httpx.Res
     return edge.admin_request(method, path, **kwargs)
 
 
+#: one client (making one costs an SSL context), a new connection per request
+_FRESH = httpx.Client(timeout=10, limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def running(edge: EdgeProcess) -> dict[str, Any]:
     """``/config/running`` of whichever worker accepts a new connection."""
-    with httpx.Client(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as c:
-        resp = c.get(
-            edge.admin_url + "/config/running",
-            headers={"Authorization": f"Bearer {edge.token}", "Connection": "close"},
-        )
+    resp = _FRESH.get(
+        edge.admin_url + "/config/running",
+        headers={"Authorization": f"Bearer {edge.token}", "Connection": "close"},
+    )
     resp.raise_for_status()
     data: dict[str, Any] = resp.json()
     return data
@@ -250,6 +254,15 @@ def test_bad_version_is_refused_with_positions(edge: EdgeProcess, tmp_path: Path
     assert "        set resp.http.x-a" in out.stderr and "Traceback" not in out.stderr
     assert admin(edge, "GET", "/config/versions").json()["active"] == active
     assert all(a["to"] != bad for a in admin(edge, "GET", "/config/activations").json())
+    # an edge given a bad --rules FILE does not start, and says where the errors are
+    out = subprocess.run(
+        [sys.executable, "-m", "pkgedge", "edge", "--rules", str(path), "--cache-dir",
+         str(tmp_path / "cache"), "--upstream", "http://127.0.0.1:9/simple/", "--listen",
+         "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+        capture_output=True, check=False, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2 and f"{path}:2:9: error: unknown variable" in out.stderr
+    assert "Traceback" not in out.stderr and "listening" not in out.stdout
 
 
 # -- live tables ------------------------------------------------------------------------------
