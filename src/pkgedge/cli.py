@@ -184,6 +184,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
+    if args.version is not None:  # ``config show N``: a configuration version
+        from pkgedge.configcmd import cmd_show_version
+
+        return cmd_show_version(args)
     settings = _settings(args, upstream=None)
     data = settings.as_dict(redact=not args.show_secrets)
     for key, value in data.items():
@@ -347,10 +351,14 @@ def parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="configuration")
     csub = config.add_subparsers(dest="config_command", metavar="ACTION")
     csub.required = True
-    show = csub.add_parser("show", help="print the effective edge settings")
+    show = csub.add_parser("show", help="print the effective edge settings, or version N")
     _add_edge_options(show)
+    show.add_argument("version", type=int, nargs="?", help="a configuration version")
     show.add_argument("--show-secrets", action="store_true", help="print the admin token")
     show.set_defaults(func=cmd_config_show)
+    from pkgedge.configcmd import add_commands
+
+    add_commands(csub)  # versions, clone, edit, validate, diff, activate, rollback, table
     playground = sub.add_parser("playground", help="try configurations on requests")
     pgsub = playground.add_subparsers(dest="playground_command", metavar="ACTION")
     pgsub.required = True

@@ -300,6 +300,13 @@ EDGE_OPTIONS: tuple[Option, ...] = (
         "rewrite absolute file URLs in index pages so files go through the edge",
         "BOOL",
     ),
+    Option(
+        "rules",
+        _parse_str,
+        None,
+        "rules file: validated at start, stored and activated as a new version if it differs",
+        "FILE",
+    ),
 )
 
 
@@ -346,6 +353,7 @@ class EdgeSettings:
     grace: float
     grace_immutable: float
     rewrite_file_hosts: bool
+    rules: str | None
 
     @property
     def listen_addr(self) -> tuple[str, int]:
