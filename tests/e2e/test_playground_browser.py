@@ -1,12 +1,13 @@
 """The playground page in a real browser (Debian's Chromium driven by Playwright): write a
 rule with an error and see it marked, fix it, run, see MISS then HIT and the phase events,
 export the test file (``pkgedge playground test`` passes on it), share the link and open it
-in a fresh browser context."""
+in a fresh browser context, activate the draft and see the live edge answer by it."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 BROKEN = (
+    "sub recv {\n"
+    '    if (req.path == "/hello") { synthetic 200 "hello from the draft"; }\n'
+    "}\n"
     "sub deliver {\n"
     '    if (req.path ~ "^/cache=") {\n'
     "        set resp.http.x-note = req.nope;\n"
@@ -70,12 +74,16 @@ def test_the_playground_in_a_real_browser(edge: EdgeProcess, tmp_path: Path) -> 
             page.fill("#token", edge.token)
             page.click("#use-token")
             expect(page.locator("#compile-ok")).to_have_text("compiles")
+            # the live configuration (version 1: the built-in default) as a starting point
+            page.click("#load-live")
+            expect(page.locator("#live-version")).to_have_text("live: version 1")
+            expect(page.locator("#config")).to_have_value(re.compile("pkgedge's built-in rules"))
 
             # a rule with an error: marked in the editor, listed with its position
             page.fill("#config", BROKEN)
             expect(page.locator("#diagnostics li")).to_have_count(1)
             expect(page.locator("#diagnostics li")).to_contain_text(
-                "line 3, column 32: unknown variable 'req.nope'"
+                "line 6, column 32: unknown variable 'req.nope'"
             )
             expect(page.locator("#marks mark.err")).to_have_text("req.nope")
             page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
@@ -94,7 +102,7 @@ def test_the_playground_in_a_real_browser(edge: EdgeProcess, tmp_path: Path) -> 
             second = results.nth(1)
             hit_row = second.locator("table.events tr", has_text="fresh")
             expect(hit_row.locator(".phase")).to_have_text("hit")
-            expect(second.locator("table.events td.decision", has_text="rule@2")).to_have_count(1)
+            expect(second.locator("table.events td.decision", has_text="rule@5")).to_have_count(1)
             expect(results.nth(0).locator(".fetches li")).to_contain_text("/cache=60 → 200")
             expect(second.locator(".asserts li.pass")).to_have_count(3)
             assert "x-note: from the draft" in (second.locator("pre.response").text_content() or "")
@@ -112,6 +120,17 @@ def test_the_playground_in_a_real_browser(edge: EdgeProcess, tmp_path: Path) -> 
                 re.compile(r"/playground\?id=[A-Za-z0-9_-]{16}$")
             )
             url = page.input_value("#share-url")
+
+            # activate: the draft becomes a new live version, and the live edge answers by it
+            assert edge.get("/hello").status_code != 200
+            page.once("dialog", lambda d: d.accept())
+            page.click("#activate")
+            expect(page.locator("#status")).to_have_text("version 2 is live (was 1)")
+            deadline = time.monotonic() + 15  # every worker within a second (a bound, no timing)
+            while (live := edge.get("/hello")).status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert live.status_code == 200 and live.text == "hello from the draft"
+
             fresh = browser.new_context().new_page()
             fresh.goto(url, wait_until="load")
             expect(fresh.locator("#status")).to_have_text("enter the admin token")
