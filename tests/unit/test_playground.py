@@ -232,3 +232,23 @@ def test_a_run_is_bounded_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "the request took more than 0.3 s" in slow["error"] and not slow["ok"]
     assert skipped["error"].startswith("not run") and skipped["asserts"][0]["ok"] is False
     assert not out["ok"]
+
+
+def test_a_wait_beyond_the_edge_s_first_byte_timeout_is_a_timeout() -> None:
+    from pkgedge.config import build_edge_settings
+
+    settings = build_edge_settings(
+        {"upstream": "http://playground.invalid/", "first_byte_timeout": "0.1"}, environ={}
+    )
+    doc = parse_doc(
+        {
+            "requests": [
+                {"path": "/wait=50/cache=60", "assert": ["client.status == 200"]},
+                {"path": "/wait=3000/cache=60", "assert": ["client.status == 504"]},
+            ]
+        }
+    )
+    out = asyncio.run(run_doc(doc, settings))
+    assert out["ok"], [r["asserts"] for r in out["results"]]
+    events = out["results"][1]["events"]
+    assert any(e["decision"] == "origin-error" and "timeout" in e["why"] for e in events)

@@ -15,6 +15,7 @@ Every run builds its own isolated edge; at most :data:`MAX_RUNS` run at once per
 
 from __future__ import annotations
 
+import asyncio
 import json
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -111,7 +112,7 @@ class PlaygroundApi:
             self._error(client, req, 400, f"config must be a string of at most {MAX_CONFIG}")
             return
         try:
-            compile_draft(config, self.settings)
+            await asyncio.to_thread(compile_draft, config, self.settings)
             found: list[dict[str, Any]] = []
         except RulesError as exc:
             found = diagnostics(exc)

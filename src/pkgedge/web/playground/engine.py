@@ -81,7 +81,7 @@ class _Backend(Backend):
         self, settings: EdgeSettings, store: MemoryStore, test: bool, fetches: list[Fetch]
     ) -> None:
         super().__init__(settings, store)
-        self._test = TestOrigin() if test else None
+        self._test = TestOrigin(settings.first_byte_timeout) if test else None
         self._recorders: dict[str, Recorder] = {}
         self.fetches = fetches
 
@@ -275,8 +275,8 @@ async def run_doc(doc: Doc, settings: EdgeSettings | None = None) -> dict[str, A
     assertion or could not be answered.
     """
     settings = settings or default_settings()
-    try:
-        rules = compile_draft(doc.config, settings)
+    try:  # in a thread: a large draft does not hold up the event loop (the admin's, live)
+        rules = await asyncio.to_thread(compile_draft, doc.config, settings)
     except RulesError as exc:
         return {"ok": False, "diagnostics": diagnostics(exc), "results": [], "counters": {}}
     edge = IsolatedEdge(rules, settings, doc.origin)

@@ -5,7 +5,8 @@ The test origin reads ``/key=value`` segments of the target's path, in any order
 combinable (``/status=200/cache=60/header=x-a:1``):
 
 - ``status=N``: the response status (100-599, default 200);
-- ``wait=MS``: answer after MS milliseconds (at most :data:`MAX_WAIT_MS`);
+- ``wait=MS``: answer after MS milliseconds (at most :data:`MAX_WAIT_MS`); beyond the edge's
+  ``first_byte_timeout`` the fetch fails as a real upstream's would (a timeout);
 - ``cache=S``: ``Cache-Control: max-age=S`` (``cache=no-store`` and other directives are
   sent as given);
 - ``header=name:value``: a response field (percent-decoded; repeatable);
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from pkgedge.errors import UpstreamTimeout
 from pkgedge.http.headers import Headers
 
 MAX_WAIT_MS = 5000
@@ -112,10 +114,16 @@ def parse_directives(target: str) -> tuple[int, Headers, bytes, float]:
 class TestOrigin:
     """The built-in origin: answers every request from its path (see the module's doc)."""
 
+    def __init__(self, first_byte_timeout: float = float("inf")) -> None:
+        self.first_byte_timeout = first_byte_timeout
+
     async def request(
         self, method: str, target: str, headers: Headers, body: bytes | None = None
     ) -> BufferedResponse:
         status, fields, payload, wait = parse_directives(target)
+        if wait > self.first_byte_timeout:
+            await asyncio.sleep(self.first_byte_timeout)
+            raise UpstreamTimeout("upstream first-byte timeout")
         if wait:
             await asyncio.sleep(wait)
         if method == "HEAD":
