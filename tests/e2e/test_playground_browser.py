@@ -105,6 +105,7 @@ def test_the_playground_in_a_real_browser(edge: EdgeProcess, tmp_path: Path) -> 
             expect(second.locator("table.events td.decision", has_text="rule@5")).to_have_count(1)
             expect(results.nth(0).locator(".fetches li")).to_contain_text("/cache=60 → 200")
             expect(second.locator(".asserts li.pass")).to_have_count(3)
+            expect(second.locator(".cache-status")).to_contain_text("pkgedge; hit; ttl=")
             assert "x-note: from the draft" in (second.locator("pre.response").text_content() or "")
             page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
 
