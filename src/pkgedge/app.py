@@ -46,7 +46,7 @@ async def worker_main(
         hooks.on_rules_log(log.rules_lines)
     pipeline = Pipeline(settings, store, counters, hooks)
     admin = AdminHandler(settings.admin_token, store, counters, pipeline.memory)
-    watcher = RulesWatcher(VersionStore(settings.cache_dir), pipeline)
+    watcher = RulesWatcher(versions_of(settings), pipeline)
     watcher.load()  # the active version, from the first request on
     ConfigApi(admin, watcher.store, watcher).register()
     watch = asyncio.get_running_loop().create_task(watcher.run())
@@ -87,10 +87,16 @@ def run_edge(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
     return workers.run(settings, partial(worker_main, settings), out)
 
 
+def versions_of(settings: EdgeSettings) -> VersionStore:
+    """The configuration versions in the data directory, checked against this edge's
+    backends (``origin`` and ``--backends``)."""
+    return VersionStore(settings.cache_dir, ["origin", *settings.backends])
+
+
 def adopt_rules_file(settings: EdgeSettings, out: Callable[[str], None] = print) -> None:
     """Create version 1 on first use; with ``--rules FILE``, validate FILE (RulesError: the
     edge does not start) and activate it as a new version if its text is not the active one's."""
-    versions = VersionStore(settings.cache_dir)
+    versions = versions_of(settings)
     versions.ensure()
     if settings.rules:
         try:

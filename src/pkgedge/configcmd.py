@@ -23,7 +23,6 @@ from typing import Any
 from pkgedge.config import EDGE_OPTIONS, merge_options
 from pkgedge.edge.versions import VersionStore
 from pkgedge.errors import PkgedgeError
-from pkgedge.rules import RulesError
 
 __all__ = ["add_commands", "cmd_show_version"]
 
@@ -32,7 +31,8 @@ def _store(args: argparse.Namespace) -> VersionStore:
     flags = {"cache_dir": getattr(args, "cache_dir", None)}
     config_file = getattr(args, "config", None) or os.environ.get("PKGEDGE_CONFIG")
     values = merge_options(EDGE_OPTIONS, "edge", flags, os.environ, config_file)
-    return VersionStore(Path(values["cache_dir"]).expanduser().resolve())
+    backends = ["origin", *(values.get("backends") or {})]
+    return VersionStore(Path(values["cache_dir"]).expanduser().resolve(), backends)
 
 
 def _author(args: argparse.Namespace) -> str:
@@ -124,6 +124,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace, number: int) -> int:
     """Validate a version just saved: 0 if it compiles, else the diagnostics and 1."""
+    from pkgedge.rules import RulesError  # here: commands that compile nothing skip the parser
+
     try:
         (store := _store(args)).compile(store.get(number).source, number)
     except RulesError as exc:
@@ -152,6 +154,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_activate(args: argparse.Namespace) -> int:
+    from pkgedge.rules import RulesError
+
     try:
         old, new = _store(args).activate(args.version, _author(args))
     except RulesError as exc:

@@ -257,6 +257,8 @@ async def error(p: Pipeline, ctx: Ctx) -> Phase:
         if ctx.resp_edits:
             extra = rr.edited(extra, ctx.resp_edits)
     close = not ctx.req.keep_alive
+    if ctx.trace is not None:  # what the phases decided up to here
+        extra = [*extra, ("pkgedge-trace", ctx.trace.header())]
     if ctx.body is None:
         ctx.synthetic = error_response(status, reason, close=close, extra=extra)
     else:

@@ -28,10 +28,12 @@ import time
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pkgedge.errors import PkgedgeError
-from pkgedge.rules import Rules, compile_rules, default_source
+
+if TYPE_CHECKING:
+    from pkgedge.rules import Rules
 
 __all__ = [
     "Version",
@@ -78,6 +80,8 @@ def compile_version(
 ) -> Rules:
     """Compile a version's source (its diagnostics name it ``vN``); RulesError otherwise.
     ``backends``: the backend names the rules may choose (None: not checked)."""
+    from pkgedge.rules import compile_rules  # here: listing versions needs no parser
+
     name = f"v{number}" if isinstance(number, int) else number
     return compile_rules(source, name=name, backends=backends)
 
@@ -147,6 +151,8 @@ class VersionStore:
             _mkdir(self.versions_dir)
             _mkdir(self.tables_dir)
             if not self._path(1).exists():
+                from pkgedge.rules import default_source
+
                 default = default_source()
                 self._save(
                     Version(1, time.time(), "pkgedge", None, "built-in default", 0.0, default)
