@@ -228,14 +228,16 @@ SAME, DISTINCT, PHASES = "10 KB page hit", "10 KB, distinct UA", "10 KB, max-sta
 #: PHASES: a request Cache-Control field keeps every hit off the fast path, rules or not
 MAX_STALE = "max-stale=60"
 PAGE = base.Case(SAME, PAGE_PATH, 10 * base.KB, 50, "rps", 0.9)
-#: wrk's request(): pip's User-Agent with a counter in its JSON, a new one per request
+#: wrk's request(): pip's User-Agent with a counter in its JSON, a new one per request;
+#: RUN is replaced by a token unique to the run, so that no run repeats another's agents
+#: (the edge's memos would remember them)
 DISTINCT_LUA = """\
 local n = 0
 request = function()
   n = n + 1
   wrk.headers["User-Agent"] = string.format(
     'pip/24.0 {"installer":{"name":"pip","version":"24.0"},"python":"3.11.7","ci":null,'
-    .. '"n":%d}', n)
+    .. '"run":"RUN","n":%d}', n)
   return wrk.format()
 end
 """
@@ -350,12 +352,15 @@ def end_to_end(args: argparse.Namespace, procs: base.Processes, tmp: Path) -> in
     lua = {case: tmp / f"case-{i}.lua" for i, case in enumerate(CASES)}
     ua = f'wrk.headers["User-Agent"] = {json.dumps(PIP_UA)}\n'
     lua[SAME].write_text(ua + base.WRK_LUA)
-    lua[DISTINCT].write_text(DISTINCT_LUA + base.WRK_LUA)
     lua[PHASES].write_text(ua + f'wrk.headers["Cache-Control"] = "{MAX_STALE}"\n' + base.WRK_LUA)
     results: list[Result] = []
     for rep in range(1, args.repeat + 1):
         for case, labels in CASES.items():
             for label in labels:
+                if case == DISTINCT:
+                    lua[case].write_text(
+                        DISTINCT_LUA.replace("RUN", f"{rep}{label}") + base.WRK_LUA
+                    )
                 results.append(
                     run_one(procs, lua[case], label, edges[label], case, rep, args.duration)
                 )
