@@ -7,39 +7,50 @@ Run with ``.venv/bin/python bench/rules_cost.py`` (``--quick``: one round of 3 s
 
 **End to end (the default).** One invocation builds everything in a temporary directory
 (removed at the end): an origin nginx (``bench/_common.py``) serving a 10 KB simple page
-(``/simple/bench/``, ``Cache-Control: max-age=3600``) and three ``pkgedge edge`` processes
-on it, one worker each, abuse protection on as by default (``--protection enforce``; the
-token bucket is made bottomless, ``--rate-limit 1000000000/1000000000``, so we measure the
-checks, not refusals), ``--backends files=<origin>`` on all three (the typical rules choose
-that backend), differing only in ``--rules``:
+(``/simple/bench/``, ``Cache-Control: max-age=3600``) and four ``pkgedge edge`` processes on
+it, one worker each, abuse protection on as by default (``--protection enforce``; the token
+bucket is made bottomless, ``--rate-limit 1000000000/1000000000``, so we measure the checks,
+not refusals), ``--backends files=<origin>`` on all (the typical rules choose that backend;
+the edge checks backend names), differing only in ``--rules FILE``:
 
 * **A**: no ``--rules``: the built-in default configuration;
 * **B**: :data:`TYPICAL` as written. Its rule 19 reads ``obj.age``, which changes from one
   request to the next, so every hit runs the phases (no fast path: see
   ``src/pkgedge/edge/ruleset.py``);
-* **C**: :data:`TYPICAL` with rule 19 replaced by one that reads a stored response header
-  instead (:data:`RULE_19_C`): hits may take the fast path, whose memo is keyed by what the
-  rules read (here ``client.ip``, ``client.ua_class``, the ``User-Agent``, ``Cookie`` and
-  ``X-Internal`` fields).
+* **C**: :data:`TYPICAL` with rule 19 replaced by :data:`RULE_19_C`, which reads a stored
+  response field instead: hits may take the fast path, whose memo is then keyed by what the
+  rules read (here ``client.ip``, ``client.ua_class`` and the ``User-Agent``, ``Cookie``
+  and ``X-Internal`` fields);
+* **D** (a diagnostic): rule 19 alone: hits leave the fast path with almost no rule work,
+  which separates the cost of leaving the fast path from the cost of the 20 rules.
 
-Before measuring, each edge is warmed to a hit, B and C must answer ``x-index: simple`` and
-``x-cache: HIT`` (their deliver rules are live) and A must not. Cases, ``wrk -t1``, 50
-connections, rounds alternating A, B, C (so all see the same machine):
+Before measuring, each edge is warmed to a hit; B and C must answer ``x-index: simple`` and
+``x-cache: HIT`` (their deliver rules are live), C ``x-html: 1``, A and D no ``x-index``.
+Cases, ``wrk -t1``, 50 connections; every round runs every case on its edges in turn, so
+all see the same machine:
 
-1. ``10 KB page hit``: every request the same (pip 24's User-Agent): A, B, C;
+1. ``10 KB page hit``: every request the same (pip 24's User-Agent): A, B, C, D;
 2. ``10 KB, distinct UA``: wrk's Lua ``request()`` sends a different pip User-Agent on
-   every request (still classified "pip"), so C's memo never repeats and every hit runs the
-   phases, while A's memo ignores the User-Agent: A and C. The worst case for rules.
+   every request (still classified "pip"; unique across runs too), so C's memo never
+   repeats and every hit runs the phases: the worst case for rules. A's memo ignores the
+   User-Agent, but its per-agent memos (the guard's, the parsed-request one, the agent
+   classifier's cache) miss too: A and C;
+3. ``10 KB, max-stale`` (a diagnostic): a request ``Cache-Control: max-stale=60`` keeps
+   every hit off the fast path, rules or not: A and D, i.e. the phases with and without a
+   ruleset.
 
-Reported: medians of req/s and of the edge worker's CPU per request (µs: user + system of
-the worker process; less noisy than req/s on a shared machine), and the ratios B/A, C/A and
-C/A with distinct UAs (issue 8's goal: >= 0.9 in req/s). ``/stats`` deltas around each run
-must show only hits and no protection counter moving; a run that does not gets a note.
+Reported: medians of req/s and of the edge worker's CPU per request (µs, user + system of
+the worker process: less noisy than req/s on a shared machine), and the ratios B/A, C/A,
+C/A with distinct UAs (issue 8's goal: >= 0.9 in req/s) and D/A. ``/stats`` deltas around
+each run must show only hits and no protection counter moving; a run that does not gets a
+note (and the exit status is 1).
 
-Measured on the 2-core shared development machine (wrk and the worker compete for CPU; the
-machine is noisy, medians of 3 rounds of 5 s), 10 KB page hit: B/A about 0.6 in req/s
-(hits off the fast path), C/A about 0.95; distinct UA C/A about 0.6. See docs/architecture.md
-"Rules".
+Measured (``bench/rules_cost.py``, 3 rounds of 5 s, three runs; the shared 2-core machine
+at a load of 6 to 9, the worker getting 25-65% of a core; medians of each run): 10 KB page
+hit, A 49-64 µs/req; B 260-280 µs/req, **B/A 0.19-0.25** in req/s; C 55-84 µs/req (+4 to
++20 µs), **C/A 0.81-1.15** (median run 0.97); distinct User-Agents (two runs), A 142-145
+µs/req, C 394-411 µs/req, **C/A 0.35-0.39**; D 182-203 µs/req (D/A 0.28-0.46), about what A
+costs off the fast path (max-stale: 200-240 µs/req). See docs/architecture.md "Rules".
 
 **In process (``--in-process``).** The compiled recv + deliver closures of the default
 configuration and of :data:`TYPICAL` on a mix of four cache-hit requests, µs per request
@@ -347,7 +358,7 @@ def end_to_end(args: argparse.Namespace, procs: base.Processes, tmp: Path) -> in
     if problems:
         print("the rules are not live as expected:\n  " + "\n  ".join(problems))
         return 1
-    print("live: B and C answer x-index: simple, x-cache: HIT; A does not", flush=True)
+    print("live: B and C answer x-index: simple, x-cache: HIT; A and D do not", flush=True)
 
     lua = {case: tmp / f"case-{i}.lua" for i, case in enumerate(CASES)}
     ua = f'wrk.headers["User-Agent"] = {json.dumps(PIP_UA)}\n'
