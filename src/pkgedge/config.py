@@ -302,6 +302,13 @@ EDGE_OPTIONS: tuple[Option, ...] = (
         "rewrite absolute file URLs in index pages so files go through the edge",
         "BOOL",
     ),
+    Option(
+        "rules",
+        _parse_str,
+        None,
+        "rules file: validated at start, stored and activated as a new version if it differs",
+        "FILE",
+    ),
     # -- many nodes (issue 10): pkgedge.cluster, edge/shield.py, edge/director.py ----------
     Option("redis", _parse_str, None, "Redis URL shared by the nodes (purges, limits)", "URL"),
     Option("node_name", _parse_str, "", "name in Redis (default: host:cache dir)", "NAME"),
@@ -363,6 +370,7 @@ class EdgeSettings:
     grace: float
     grace_immutable: float
     rewrite_file_hosts: bool
+    rules: str | None
     redis: str | None = None
     node_name: str = ""
     shield: str | None = None
