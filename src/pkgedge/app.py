@@ -59,7 +59,7 @@ async def worker_main(
         guard = pipeline.guard
         boxes = {"blocked": guard.penalties, "throttled": guard.throttled} if guard else None
         limiter = guard.limiter if guard else None
-        node = Node(settings, row, admin.check_purge, admin.purge, limiter, boxes)
+        node = Node(settings, row, admin.check_purge, admin.purge, limiter, boxes, watcher.store)
         admin.purge_via = node.purges.publish
         await node.start()
 

@@ -188,6 +188,32 @@ def test_a_client_limited_on_one_edge_is_limited_on_the_others(cluster: Cluster)
     assert statuses[-1] == 429, statuses
 
 
+def _active_source(node: EdgeProcess) -> str:
+    listing = node.admin_request("GET", "/config/versions").json()
+    one = node.admin_request("GET", f"/config/versions/{listing['active']}").json()
+    return str(one["source"])
+
+
+def test_a_configuration_activated_on_one_node_runs_on_every_node(cluster: Cluster) -> None:
+    text = 'sub deliver { set resp.http.x-cluster-config = "two"; }\n'
+    edge = cluster.edges[1]
+    made = edge.admin_request("POST", "/config/versions", json={"source": text})
+    assert made.status_code == 201, made.text
+    number = made.json()["version"]
+    done = edge.admin_request("POST", "/config/activate", json={"version": number})
+    assert done.status_code == 200, done.text
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_active_source(n) != text for n in cluster.nodes):
+        time.sleep(0.2)
+    assert all(_active_source(n) == text for n in cluster.nodes)
+    deadline = time.monotonic() + 5  # every worker swaps within a second
+    while time.monotonic() < deadline:
+        if cluster.edges[2].get("/simple/").headers.get("x-cluster-config") == "two":
+            break
+        time.sleep(0.2)
+    assert cluster.edges[2].get("/simple/").headers.get("x-cluster-config") == "two"
+
+
 def test_an_edge_restarted_after_missing_purges_serves_no_purged_object(
     cluster: Cluster,
 ) -> None:

@@ -1,12 +1,13 @@
-"""What one worker of a node with ``--redis`` runs: the registry's heartbeat and the purge
-stream's follower (worker 0), purge publishing (every worker) and the shared limits (every
-worker with protection on)."""
+"""What one worker of a node with ``--redis`` runs: the registry's heartbeat, the purge
+stream's follower and the configuration's sync (worker 0), purge publishing (every worker) and
+the shared limits (every worker with protection on)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
+from pkgedge.cluster.config import ConfigSync, Versions
 from pkgedge.cluster.limits import LimitSync
 from pkgedge.cluster.link import DOWN, Registry, connect, log
 from pkgedge.cluster.purges import Apply, Check, PurgeBus
@@ -26,6 +27,7 @@ class Node:
         apply: Apply,
         limiter: RateLimiter | None = None,
         boxes: dict[str, PenaltyBox] | None = None,
+        versions: Versions | None = None,
     ) -> None:
         url = settings.redis
         if not url:
@@ -48,6 +50,11 @@ class Node:
             if limiter is not None
             else None
         )
+        self.config = (
+            ConfigSync(self.redis, settings.node_name, versions, settings.cache_dir)
+            if versions is not None and row == 0
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
 
@@ -66,6 +73,8 @@ class Node:
                 log.warning("redis unreachable at start (serving, purges follow later): %s", exc)
             self._tasks.append(loop.create_task(self.registry.run()))
             self._tasks.append(loop.create_task(self._follow()))
+        if self.config is not None:
+            self._tasks.append(loop.create_task(self.config.run()))
         if self.limits is not None:
             self._tasks.append(loop.create_task(self.limits.run()))
 
