@@ -30,8 +30,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from pkgedge.cluster.link import DOWN, PREFIX, Client, Registry, log
 
 STREAM = PREFIX + "purges"
@@ -106,12 +104,12 @@ class PurgeBus:
             return 200, json.dumps(result).encode()
 
     async def _publish(self, raw: bytes) -> tuple[int, bytes]:
-        live = await self.registry.live()
+        live = set(await self.registry.live()) | {self.name}  # this node always applies it
         sid = (await self.redis.xadd(STREAM, {"body": raw}, maxlen=MAXLEN)).decode()
         started = time.monotonic()
         acked: set[str] = set()
         queue = PREFIX + "ackq:" + sid
-        while not set(live) <= acked:
+        while not live <= acked:
             left = self.timeout - (time.monotonic() - started)
             if left <= 0:
                 break
@@ -121,7 +119,7 @@ class PurgeBus:
         counts = {
             k.decode(): int(v) for k, v in (await self.redis.hgetall(PREFIX + "ack:" + sid)).items()
         }
-        missing = sorted(set(live) - set(counts))
+        missing = sorted(live - set(counts))
         purged = counts.get(self.name, sum(counts.values()))
         result = {"purged": purged, "id": sid, "nodes": counts, "missing": missing}
         result["soft"] = bool(json.loads(raw or b"{}").get("soft"))
@@ -185,15 +183,13 @@ class PurgeBus:
         await self.catch_up()
 
     async def _trimmed_since(self, last: str) -> bool:
-        """Were entries after ``last`` trimmed from the stream (Redis 7: the newest deleted
-        entry's ID)?"""
-        try:
-            info = await self.redis.xinfo_stream(STREAM)
-        except ResponseError:  # no stream yet
+        """Were entries after ``last`` trimmed from the stream? Trimming removes the oldest
+        first, so while the entry ``last`` is still there nothing after it went; once it has
+        gone, some entries after it may have (a purge of everything is the safe answer)."""
+        if last == "0-0" or await self.redis.xrange(STREAM, min=last, max=last, count=1):
             return False
-        deleted = info.get("max-deleted-entry-id") or b"0-0"
-        deleted = deleted.decode() if isinstance(deleted, bytes) else str(deleted)
-        return _newer(deleted, last)
+        newest = await self.redis.xrevrange(STREAM, count=1)
+        return bool(newest) and _newer(newest[0][0].decode(), last)
 
     async def catch_up(self) -> int:
         """Apply every entry after the cursor (no blocking)."""
