@@ -13,38 +13,48 @@ from __future__ import annotations
 
 from pkgedge.security.ratelimit import BucketSpec, MemoryStore, Penalty
 
+_take = MemoryStore.take
+
 
 class SharedStore(MemoryStore):
     """A :class:`MemoryStore` that keeps account of what must be told to the other nodes."""
 
     def __init__(self, max_keys: int = 100_000) -> None:
         super().__init__(max_keys)
-        #: bucket key → (tokens spent since the last :meth:`drain`, its spec)
-        self.spent: dict[str, tuple[float, BucketSpec]] = {}
+        self._spent: dict[str, float] = {}
+        self._specs: dict[str, BucketSpec] = {}
         #: penalties given here since the last :meth:`drain_penalties`
         self.given: dict[str, Penalty] = {}
         self._quiet = False
 
     def take(self, key: str, cost: float, now: float, spec: BucketSpec) -> tuple[bool, float]:
-        allowed, tokens = super().take(key, cost, now, spec)
-        if allowed:
-            was = self.spent.get(key)
-            self.spent[key] = ((was[0] if was is not None else 0.0) + cost, spec)
+        allowed, tokens = _take(self, key, cost, now, spec)
+        if allowed:  # (runs on every hit: one dict get and set)
+            spent = self._spent
+            if key in spent:
+                spent[key] += cost
+            else:
+                spent[key] = cost
+                self._specs[key] = spec
         return allowed, tokens
+
+    @property
+    def spent(self) -> dict[str, tuple[float, BucketSpec]]:
+        """Bucket key → (tokens spent here since the last :meth:`drain`, its spec)."""
+        return {k: (c, self._specs[k]) for k, c in self._spent.items()}
 
     def drain(self) -> dict[str, tuple[float, BucketSpec]]:
         """The spending to send (and a fresh account for what follows)."""
-        spent, self.spent = self.spent, {}
-        return spent
+        out = self.spent
+        self._spent, self._specs = {}, {}
+        return out
 
     def settle(self, key: str, shared: float, when: float, now: float, spec: BucketSpec) -> None:
         """The shared bucket held ``shared`` tokens at ``when`` (this node's spending up to then
         included): the local bucket becomes that, refilled to ``now``, minus what was spent
         here since."""
         tokens = min(spec.burst, shared + max(0.0, now - when) * spec.rate)
-        since = self.spent.get(key)
-        if since is not None:
-            tokens -= since[0]
+        tokens -= self._spent.get(key, 0.0)
         self._buckets[key] = (tokens, now, now + (spec.burst - tokens) / spec.rate)
 
     def put_penalty(self, key: str, penalty: Penalty, now: float) -> Penalty:
