@@ -73,6 +73,12 @@ def test_cache_status_lists_the_shield_then_the_edge() -> None:
     # a hit here did not ask the shield; no shield member without one
     assert shield.both_tiers(headers, "pkgedge; hit; ttl=5") == "pkgedge; hit; ttl=5"
     assert shield.both_tiers([], own) == own
+    # served stale because the shield failed: its old member would mislead
+    grace = "pkgedge; fwd=stale; ttl=-5; detail=grace"
+    assert shield.both_tiers(headers, grace) == grace
+    assert shield.both_tiers(headers, "pkgedge; fwd=stale; fwd-status=304; ttl=60").startswith(
+        "pkgedge-shield; fwd=miss"
+    )
 
 
 def _req(client: str, tier: bool) -> Request:

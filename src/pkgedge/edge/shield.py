@@ -75,8 +75,10 @@ def edge_fields(headers: Headers) -> Headers:
 
 def both_tiers(headers: Headers, own: str) -> str:
     """``own`` Cache-Status preceded by the shield's member(s) received with ``headers``, for
-    a response that went forward (a hit here did not ask the shield)."""
-    if "fwd=" not in own:
+    a response the shield just gave: a miss, a revalidation or a pass (a hit here did not ask
+    it; a stale copy served because it failed, or a refusal, did not get an answer from it)."""
+    answered = "fwd=miss" in own or "fwd-status=" in own
+    if not answered and not (own.startswith("pkgedge; fwd=bypass") and "detail=" not in own):
         return own
     upstream = [v for n, v in headers if n == "cache-status"]
     if not upstream:

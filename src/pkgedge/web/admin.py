@@ -4,7 +4,9 @@
 purges by URL, by surrogate keys (at most 256 per call) or everything; ``soft`` marks objects
 stale instead of removing them. The purge is committed to the shared index before the call
 returns, so every worker sees it. ``GET /stats`` (JSON), ``GET /metrics`` (Prometheus text) and
-``GET /healthz`` (no token needed) complete it.
+``GET /healthz`` (no token needed) complete it. With ``--redis`` a purge goes to every node
+(:attr:`AdminHandler.purge_via`, :mod:`pkgedge.cluster.purges`), and the answer also has
+``nodes`` (name → objects purged) and ``missing``.
 
 Other modules add endpoints with :meth:`AdminHandler.route` (exact path, or a prefix ending in
 ``/``); the composition root (:mod:`pkgedge.app`) registers them. A route's handler gets the
