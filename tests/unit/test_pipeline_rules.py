@@ -371,3 +371,24 @@ def test_a_live_recv_answers_some_clients_and_the_rest_stay_fast(edge: Any) -> N
         (False, 403, ""),
     ]
     assert origin.count == 1
+
+
+def test_recv_results_without_effects_are_remembered_and_effects_never(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(pipeline, 'sub recv { if (client.ua_class == "bot") { ratelimit "bots" 2 per 1m; } }')
+
+    async def go(ua: str, n: int) -> list[tuple[bool, int]]:
+        out = []
+        for _ in range(n):
+            took, status, _ = await send(pipeline, request("/simple/a/", user_agent=ua))
+            out.append((took, status))
+        return out
+
+    pip = run(go("pip/24.0", 6))
+    assert [s for _, s in pip] == [200] * 6 and all(took for took, _ in pip[2:])
+    assert len(pipeline._recv_memo) == 1  # pip's plain look-up, decided without effects
+    bots = run(go("Googlebot/2.1 (+http://www.google.com/bot.html)", 4))
+    # a token taken is an effect: never remembered, so the limit holds on the fast path too
+    assert [s for _, s in bots] == [200, 200, 429, 429]
+    assert len(pipeline._recv_memo) == 1

@@ -28,7 +28,7 @@ from pkgedge.edge.steps import STEPS
 from pkgedge.errors import PkgedgeError
 from pkgedge.http.request import Request
 from pkgedge.http.response import hit_head
-from pkgedge.rules import Env, RulesRuntimeError
+from pkgedge.rules import RulesRuntimeError
 from pkgedge.stats.counters import Counters
 
 _EMPTY = memoryview(b"")
@@ -59,6 +59,7 @@ class Pipeline:
         #: the configuration every new request runs (see use_rules)
         self.ruleset = Ruleset.default()
         self._tables_version = 0  # of the ruleset's tables when the memos were made
+        self._recv_memo: dict[tuple[object, ...], tuple[object, ...]] = {}  # see fast_recv
         self.limiter = rr.RuleLimiter()  # the rules' named rate-limit counters
         self._slots = counters.slots
         self._i_hits = counters.index("hits")
@@ -72,6 +73,7 @@ class Pipeline:
         self.ruleset = ruleset
         self._tables_version = ruleset.tables.version
         self.hot.clear()  # memos are what the old rules delivered
+        self._recv_memo.clear()
 
     # -- the fast path -------------------------------------------------------------------
     def try_hit(self, req: Request, client: Client) -> bool:
@@ -88,15 +90,15 @@ class Pipeline:
         if rs.tables.version != self._tables_version:  # a table was replaced live
             self._tables_version = rs.tables.version
             self.hot.clear()
+            self._recv_memo.clear()
             return False
-        env = None
         if rs.live_recv:
             if not BLOCKERS.isdisjoint(req.map) or req.method != "GET":
                 return False
-            env = rr.fast_recv(self, req, rs)  # else req.pre: what it decided, for recv
-            if env is None:
+            after = rr.fast_recv(self, req, rs, self._recv_memo)  # None: req.pre for recv
+            if after is None:
                 return False
-            inputs = rs.inputs_after(env) if rs.inputs_read else None
+            inputs = after if rs.inputs_read else None
         else:
             inputs = rs.inputs(req) if rs.inputs_read else None
         memo = self.hot.find(req, inputs)
@@ -120,15 +122,16 @@ class Pipeline:
         if self.hooks.active:
             self.hooks.log(req, 200, sent, f"pkgedge; hit; ttl={int(ttl)}", 0.0)
         if rs.live_log:
-            self._fast_log(req, rs, env)
+            self._fast_log(req, rs)
         req.pre = None
         return True
 
-    def _fast_log(self, req: Request, rs: Ruleset, env: Env | None) -> None:
+    def _fast_log(self, req: Request, rs: Ruleset) -> None:
         """The log sub after a fast-path replay (as the log phase runs it)."""
         runner = rs.rules.runners["log"]
         assert runner is not None
-        env = env or rr.request_env(self, req, rs)
+        pre = req.pre
+        env = pre[0] if isinstance(pre, tuple) else rr.request_env(self, req, rs)
         env.resp_status, env.cache_state = 200, "hit"
         try:
             runner(env)

@@ -69,6 +69,7 @@ class Ruleset:
 
     __slots__ = (
         "_env_getters",
+        "_recv_getters",
         "_req_getters",
         "fast",
         "inputs_read",
@@ -113,6 +114,8 @@ class Ruleset:
         ok = self.fast
         self._req_getters = tuple(_from_request(r) for r in self.inputs_read) if ok else ()
         self._env_getters = tuple(_from_env(r) for r in self.inputs_read) if ok else ()
+        recv_reads = sorted(r for r in (recv.reads if recv else ()) if r not in SHAPE_INPUTS)
+        self._recv_getters = tuple(_from_request(r) for r in recv_reads) if ok else ()
 
     @classmethod
     def default(cls) -> Ruleset:
@@ -121,6 +124,17 @@ class Ruleset:
     def inputs(self, req: Request) -> tuple[object, ...]:
         """The values of :attr:`inputs_read` for ``req`` as it arrived (no live recv)."""
         return tuple(g(req) for g in self._req_getters)
+
+    def recv_key(self, req: Request) -> tuple[object, ...]:
+        """What a live recv reads of ``req``: its result for a key it once decided without
+        side effects is the same (the fast path's memo of recv's plain look-ups)."""
+        m = req.map
+        return (
+            req.target,
+            m.get("accept"),
+            m.get("accept-encoding"),
+            *(g(req) for g in self._recv_getters),
+        )
 
     def inputs_after(self, env: Env) -> tuple[object, ...]:
         """The values of :attr:`inputs_read` after a live recv ran on ``env``."""

@@ -115,9 +115,24 @@ def env_of(p: Pipeline, ctx: Ctx) -> Env:
 _FAST_FIELDS = frozenset({"accept", "accept-encoding"}) | BLOCKERS
 
 
-def fast_recv(p: Pipeline, req: Request, ruleset: Ruleset) -> Env | None:
-    """Run recv live for a fast-path candidate: its Env if the request may go on to the memo
-    (a plain look-up), else None, with ``req.pre`` holding what recv decided for the phases."""
+#: Most remembered recv results per worker (cleared whole when full).
+RECV_MEMO_MAX = 20_000
+
+
+def fast_recv(
+    p: Pipeline, req: Request, ruleset: Ruleset, memo: dict[tuple[object, ...], tuple[object, ...]]
+) -> tuple[object, ...] | None:
+    """Run recv live for a fast-path candidate. Returns the memo inputs after it (see
+    :meth:`Ruleset.inputs_after`) when the request may go on to the memo (a plain look-up),
+    else None, with ``req.pre`` holding what recv decided for the phases.
+
+    A plain look-up decided without side effects (no rate-limit token, no log line) is
+    remembered in ``memo`` by what recv read: the same inputs give the same result, so a
+    repeated request skips the sub."""
+    key = ruleset.recv_key(req)
+    known = memo.get(key)
+    if known is not None:
+        return known
     env = request_env(p, req, ruleset)
     runner = ruleset.rules.runners["recv"]
     assert runner is not None
@@ -130,7 +145,12 @@ def fast_recv(p: Pipeline, req: Request, ruleset: Ruleset) -> Env | None:
         return None
     if any(e[0] == "req" and e[2] in _FAST_FIELDS for e in env.edits):
         return None
-    return env
+    inputs = ruleset.inputs_after(env)
+    if not env.effects and not env.log_lines:
+        if len(memo) >= RECV_MEMO_MAX:
+            memo.clear()
+        memo[key] = inputs
+    return inputs
 
 
 def take_pre(ctx: Ctx) -> Outcome | None:
