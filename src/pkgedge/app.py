@@ -7,7 +7,10 @@ disk tier, build the pipeline and the admin API, and serve until told to stop.
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import sys
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -18,8 +21,12 @@ from pkgedge.edge.pipeline import Pipeline
 from pkgedge.server import listener, workers
 from pkgedge.server.limits import Limits
 from pkgedge.server.tls import tls_context
+from pkgedge.stats import sampler
 from pkgedge.stats.counters import Counters
+from pkgedge.stats.rollup import Rollups, flush, rollup_path
+from pkgedge.stats.savings import prometheus as savings_metrics
 from pkgedge.web.admin import AdminHandler
+from pkgedge.web.livestats import LiveStats, model_of
 
 
 async def worker_main(
@@ -39,6 +46,13 @@ async def worker_main(
         hooks.on_log(log)
     pipeline = Pipeline(settings, store, counters, hooks)
     admin = AdminHandler(settings.admin_token, store, counters, pipeline.memory)
+    model = model_of(settings)
+    admin.metric_sources.append(lambda totals: savings_metrics(totals, model))
+    sampling: asyncio.Task[None] | None = None
+    if settings.stats:
+        LiveStats(settings, counters, admin).register()
+        rollups = Rollups(rollup_path(settings.cache_dir)) if row == 0 else None
+        sampling = asyncio.get_running_loop().create_task(sampler.run(counters, rollups))
 
     def tick() -> None:
         store.flush_accesses()
@@ -62,6 +76,8 @@ async def worker_main(
         )
         await pipeline.close()
     finally:
+        if sampling is not None:
+            sampling.cancel()
         store.flush_accesses()
         if log is not None:
             log.flush()
@@ -71,4 +87,16 @@ async def worker_main(
 def run_edge(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
     """Run the edge: N pre-fork workers on one port, until SIGTERM or SIGINT."""
     tls_context(settings.tls_cert, settings.tls_key)  # a bad certificate: one clear error
-    return workers.run(settings, partial(worker_main, settings), out)
+    return workers.run(
+        settings, partial(worker_main, settings), out, partial(_last_rollup, settings)
+    )
+
+
+def _last_rollup(settings: EdgeSettings, counters: Counters) -> None:
+    """The parent, once every worker has stopped: store the counts since the last rollup."""
+    if not settings.stats:
+        return
+    try:
+        flush(counters, Rollups(rollup_path(settings.cache_dir)), time.time())
+    except Exception as exc:  # a full disk: say so, exit as usual
+        print(f"pkgedge: stats rollup not written: {exc}", file=sys.stderr)

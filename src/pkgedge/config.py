@@ -276,6 +276,26 @@ EDGE_OPTIONS: tuple[Option, ...] = (
         "rewrite absolute file URLs in index pages so files go through the edge",
         "BOOL",
     ),
+    # issue 9: live stats, savings, download analytics
+    Option("stats", _parse_bool, True, "live stats, rollups and download analytics", "BOOL"),
+    Option(
+        "downloads_log",
+        _parse_str,
+        "",
+        "JSON-lines log of file downloads (default CACHE_DIR/stats/downloads.jsonl; 'off')",
+        "PATH",
+    ),
+    Option("downloads_log_max", parse_size, parse_size("100MB"), "rotate it at", "SIZE"),
+    Option(
+        "stats_database",
+        _parse_str,
+        "",
+        "database of download aggregates (default SQLite in CACHE_DIR/stats; postgresql://...)",
+        "URL",
+    ),
+    Option("egress_price_per_gb", _parse_float, 0.09, "origin egress price per GB", "PRICE"),
+    Option("energy_joules_per_byte", _parse_float, 2e-5, "energy per byte moved", "JOULES"),
+    Option("energy_joules_per_request", _parse_float, 0.2, "origin energy per request", "JOULES"),
 )
 
 
@@ -321,6 +341,13 @@ class EdgeSettings:
     grace: float
     grace_immutable: float
     rewrite_file_hosts: bool
+    stats: bool = True
+    downloads_log: str = ""
+    downloads_log_max: int = 100_000_000
+    stats_database: str = ""
+    egress_price_per_gb: float = 0.09
+    energy_joules_per_byte: float = 2e-5
+    energy_joules_per_request: float = 0.2
 
     @property
     def listen_addr(self) -> tuple[str, int]:

@@ -59,6 +59,8 @@ class Pipeline:
         self._slots = counters.slots
         self._i_hits = counters.index("hits")
         self._i_bytes = counters.index("bytes_to_clients")
+        self._i_2xx = counters.index("status_2xx")
+        self.backend.observe = counters.observe_latency  # origin latency histogram
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.fills!r} {self.hot!r} memory={self.memory!r}>"
@@ -92,6 +94,7 @@ class Pipeline:
         slots = self._slots
         slots[self._i_hits] += 1
         slots[self._i_bytes] += sent
+        slots[self._i_2xx] += 1
         self.store.touch(entry.objid)
         if guard is not None:
             guard.account(req, 200, "hit", now)
@@ -129,6 +132,7 @@ class Pipeline:
         self, req: Request, status: int, sent: int, cache_status: str, now: float, duration: float
     ) -> None:
         """The log phase's work: protection's accounting and the access log."""
+        self.counters.response(status, cache_status)
         if self.guard is not None:
             self.guard.account(req, status, cache_status, now)
         self.hooks.log(req, status, sent, cache_status, duration)

@@ -45,6 +45,8 @@ class AdminHandler:
         self._exact: dict[str, Route] = {}
         self._prefixes: list[tuple[str, Route]] = []
         self._open: set[str] = {"/healthz"}
+        #: more Prometheus text for /metrics, each made from the counters' totals
+        self.metric_sources: list[Callable[[dict[str, int]], str]] = []
 
     def route(self, path: str, handler: Route, *, public: bool = False) -> None:
         """Serve ``path`` (a prefix when it ends with ``/``) with ``handler``; ``public``
@@ -135,9 +137,8 @@ class AdminHandler:
         elif path == "/metrics" and req.method in ("GET", "HEAD"):
             snap = self.stats()
             extra = {"disk_objects": snap.pop("disk_objects"), "disk_bytes": snap.pop("disk_bytes")}
-            self._send(
-                client, req, 200, prometheus(snap, extra).encode(), "text/plain; version=0.0.4"
-            )
+            text = prometheus(snap, extra) + "".join(f(snap) for f in self.metric_sources)
+            self._send(client, req, 200, text.encode(), "text/plain; version=0.0.4")
         elif path == "/purge":
             if req.method != "POST":
                 client.write(
