@@ -235,7 +235,12 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    print(json.dumps(_admin_call(args, "GET", "/stats"), indent=2))
+    if args.json:
+        print(json.dumps(_admin_call(args, "GET", "/stats"), indent=2))
+        return 0
+    from pkgedge.stats.view import show
+
+    show(lambda: _admin_call(args, "GET", "/stats/live"), watch=args.watch)
     return 0
 
 
@@ -323,8 +328,10 @@ def parser() -> argparse.ArgumentParser:
     for pp in (pstatus, pallow):
         _add_origin_options(pp, only=("data_dir", "database", "edge_admin", "edge_admin_token"))
         pp.set_defaults(func=cmd_project)
-    stats = sub.add_parser("stats", help="print a running edge's counters")
+    stats = sub.add_parser("stats", help="a running edge's live stats (--json: its counters)")
     _admin_args(stats)
+    stats.add_argument("--watch", action="store_true", help="keep the view live (Ctrl-C ends)")
+    stats.add_argument("--json", action="store_true", help="print the counters as JSON")
     stats.set_defaults(func=cmd_stats)
     config = sub.add_parser("config", help="configuration")
     csub = config.add_subparsers(dest="config_command", metavar="ACTION")
