@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+from pkgedge.analytics.recorder import Recorder
 from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
 from pkgedge.edge.hooks import Hooks, RequestLog
@@ -26,6 +27,7 @@ from pkgedge.stats.counters import Counters
 from pkgedge.stats.rollup import Rollups, flush, rollup_path
 from pkgedge.stats.savings import prometheus as savings_metrics
 from pkgedge.web.admin import AdminHandler
+from pkgedge.web.downloadstats import DownloadStats
 from pkgedge.web.livestats import LiveStats, model_of
 
 
@@ -49,8 +51,12 @@ async def worker_main(
     model = model_of(settings)
     admin.metric_sources.append(lambda totals: savings_metrics(totals, model))
     sampling: asyncio.Task[None] | None = None
+    recorder: Recorder | None = None
     if settings.stats:
         LiveStats(settings, counters, admin).register()
+        recorder = Recorder(settings)
+        hooks.on_log(recorder)
+        DownloadStats(recorder.db, admin).register()
         rollups = Rollups(rollup_path(settings.cache_dir)) if row == 0 else None
         sampling = asyncio.get_running_loop().create_task(sampler.run(counters, rollups))
 
@@ -58,6 +64,8 @@ async def worker_main(
         store.flush_accesses()
         if log is not None:
             log.flush()
+        if recorder is not None:
+            recorder.flush()
         counters.set("memory_objects", len(pipeline.memory))
         counters.set("memory_bytes", pipeline.memory.bytes_used)
 
@@ -78,6 +86,11 @@ async def worker_main(
     finally:
         if sampling is not None:
             sampling.cancel()
+        if recorder is not None:
+            try:
+                recorder.close()
+            except Exception as exc:  # the database is gone: say so, stop as usual
+                print(f"pkgedge: download counts not stored: {exc}", file=sys.stderr)
         store.flush_accesses()
         if log is not None:
             log.flush()
@@ -87,6 +100,10 @@ async def worker_main(
 def run_edge(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
     """Run the edge: N pre-fork workers on one port, until SIGTERM or SIGINT."""
     tls_context(settings.tls_cert, settings.tls_key)  # a bad certificate: one clear error
+    if settings.stats:  # a bad stats database URL: one clear error
+        from pkgedge.analytics.recorder import downloads_of
+
+        downloads_of(settings).close()
     return workers.run(
         settings, partial(worker_main, settings), out, partial(_last_rollup, settings)
     )

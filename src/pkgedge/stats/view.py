@@ -111,3 +111,26 @@ def show(fetch: Callable[[], Mapping[str, Any]], *, watch: bool, interval: float
         while True:
             time.sleep(interval)
             live.update(render(fetch()))
+
+
+def downloads_table(data: Mapping[str, Any]) -> None:
+    """Print ``/stats/downloads/NAME``'s answer: per day (a bar each), then totals per
+    category when split."""
+    console = Console()
+    title = f"{data['package']}: {data['total']} download(s) in {data['days']} day(s)"
+    days = Table(title=title, title_justify="left")
+    days.add_column("date")
+    days.add_column("downloads", justify="right")
+    days.add_column("")
+    top = max((d["downloads"] for d in data["per_day"]), default=0)
+    for d in data["per_day"]:
+        bar = "█" * max(1, round(d["downloads"] / top * 40)) if top else ""
+        days.add_row(d["date"], str(d["downloads"]), bar)
+    console.print(days)
+    if data.get("by"):
+        split = Table(title=f"by {data['by']}", title_justify="left")
+        split.add_column(data["by"])
+        split.add_column("downloads", justify="right")
+        for category, n in data["totals"].items():
+            split.add_row(category or "(not said)", str(n))
+        console.print(split)

@@ -1,0 +1,107 @@
+"""One worker's download recorder: a log hook of the pipeline, flushed once a second.
+
+Per request it checks three things (:func:`~pkgedge.analytics.record.is_download`) and, for a
+download, appends one tuple to a list. Once a second (the worker's tick) the tuples become
+records: the JSON-lines log (:class:`~pkgedge.analytics.log.DownloadLog`) and counts per key
+added to the aggregates (:class:`~pkgedge.analytics.db.Downloads`) in a thread, so the event
+loop never waits for the database. Counts a failed write did not store are kept and tried
+again at the next flush; nothing is lost while the worker runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pkgedge.analytics import record
+from pkgedge.analytics.db import Downloads, Key, default_url, key_of
+from pkgedge.analytics.log import DownloadLog
+from pkgedge.config import EdgeSettings
+
+if TYPE_CHECKING:
+    from pkgedge.http.request import Request
+
+
+def downloads_of(settings: EdgeSettings) -> Downloads:
+    return Downloads(settings.stats_database or default_url(settings.cache_dir))
+
+
+def log_path(settings: EdgeSettings) -> Path | None:
+    if settings.downloads_log == "off":
+        return None
+    return Path(settings.downloads_log or Path(settings.cache_dir) / "stats" / "downloads.jsonl")
+
+
+class Recorder:
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.db = downloads_of(settings)
+        path = log_path(settings)
+        self.log = DownloadLog(path, settings.downloads_log_max) if path else None
+        self.hasher = record.ClientHasher(Path(settings.cache_dir) / "stats" / "secret")
+        self._seen: list[tuple[float, str, str, str]] = []
+        self._pending: Counter[Key] = Counter()
+        self._writing = False
+        self.recorded = 0
+
+    # the log hook (every answered request)
+    def __call__(
+        self, req: Request, status: int, sent: int, cache_status: str, duration: float
+    ) -> None:
+        if status == 200 and req.method == "GET" and req.target.endswith(record.SUFFIXES):
+            self._seen.append((time.time(), req.target, req.map.get("user-agent", ""), req.client))
+
+    def _records(self) -> list[dict[str, Any]]:
+        seen, self._seen = self._seen, []
+        out = []
+        for ts, target, ua, client in seen:
+            rec = record.make(ts, target, ua, self.hasher(client, ts))
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def flush(self) -> None:
+        """Log the downloads seen since the last flush and start adding them to the database
+        (in a thread; the next flush retries what failed)."""
+        if not self._seen and not self._pending:
+            return
+        records = self._records()
+        self.recorded += len(records)
+        if self.log is not None and records:
+            try:
+                self.log.write(records)
+            except OSError as exc:
+                print(f"pkgedge: download log not written: {exc}", file=sys.stderr)
+        for rec in records:
+            self._pending[key_of(rec, record.day_of(rec["time"]))] += 1
+        if self._writing or not self._pending:
+            return
+        batch, self._pending = self._pending, Counter()
+        self._writing = True
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.db.add, batch))
+        task.add_done_callback(lambda t: self._done(t, batch))
+
+    def _done(self, task: asyncio.Task[None], batch: Counter[Key]) -> None:
+        self._writing = False
+        exc = None if task.cancelled() else task.exception()
+        if task.cancelled() or exc is not None:
+            self._pending.update(batch)  # tried again at the next flush
+            if exc is not None:
+                print(f"pkgedge: download counts not stored yet: {exc}", file=sys.stderr)
+
+    def close(self) -> None:
+        """The last flush, synchronous (the worker is stopping)."""
+        records = self._records()
+        if self.log is not None and records:
+            self.log.write(records)
+        for rec in records:
+            self._pending[key_of(rec, record.day_of(rec["time"]))] += 1
+        if self._pending:
+            self.db.add(self._pending)
+            self._pending = Counter()
+        if self.log is not None:
+            self.log.close()
+        self.db.close()
