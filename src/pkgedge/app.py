@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 from pkgedge.analytics.recorder import Recorder
 from pkgedge.cache.store import DiskStore
@@ -23,10 +24,13 @@ from pkgedge.server import listener, workers
 from pkgedge.server.limits import Limits
 from pkgedge.server.tls import tls_context
 from pkgedge.stats import sampler
+from pkgedge.stats.clients import ClientTally
 from pkgedge.stats.counters import Counters
+from pkgedge.stats.events import EventLog
 from pkgedge.stats.rollup import Rollups, flush, rollup_path
 from pkgedge.stats.savings import prometheus as savings_metrics
 from pkgedge.web.admin import AdminHandler
+from pkgedge.web.dashboard import Dashboard
 from pkgedge.web.downloadstats import DownloadStats
 from pkgedge.web.livestats import LiveStats, model_of
 
@@ -52,11 +56,17 @@ async def worker_main(
     admin.metric_sources.append(lambda totals: savings_metrics(totals, model))
     sampling: asyncio.Task[None] | None = None
     recorder: Recorder | None = None
+    tally: ClientTally | None = None
     if settings.stats:
         LiveStats(settings, counters, admin).register()
         recorder = Recorder(settings)
         hooks.on_log(recorder)
         DownloadStats(recorder.db, admin).register()
+        tally = ClientTally(_stats_dir(settings), row)
+        hooks.on_log(tally)
+        events = _events(settings)
+        admin.on_purge.append(lambda purge: events.add("purge", **purge))
+        Dashboard(admin, _stats_dir(settings), events).register()
         rollups = Rollups(rollup_path(settings.cache_dir)) if row == 0 else None
         sampling = asyncio.get_running_loop().create_task(sampler.run(counters, rollups))
 
@@ -66,6 +76,8 @@ async def worker_main(
             log.flush()
         if recorder is not None:
             recorder.flush()
+        if tally is not None:
+            tally.flush(time.time())
         counters.set("memory_objects", len(pipeline.memory))
         counters.set("memory_bytes", pipeline.memory.bytes_used)
 
@@ -104,9 +116,22 @@ def run_edge(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
         from pkgedge.analytics.recorder import downloads_of
 
         downloads_of(settings).close()
+        _events(settings).add(
+            "activation",
+            detail=f"edge started: {settings.workers} worker(s), upstream {settings.upstream}, "
+            f"protection {settings.protection}",
+        )
     return workers.run(
         settings, partial(worker_main, settings), out, partial(_last_rollup, settings)
     )
+
+
+def _stats_dir(settings: EdgeSettings) -> Path:
+    return Path(settings.cache_dir) / "stats"
+
+
+def _events(settings: EdgeSettings) -> EventLog:
+    return EventLog(_stats_dir(settings) / "events.jsonl")
 
 
 def _last_rollup(settings: EdgeSettings, counters: Counters) -> None:

@@ -47,6 +47,8 @@ class AdminHandler:
         self._open: set[str] = {"/healthz"}
         #: more Prometheus text for /metrics, each made from the counters' totals
         self.metric_sources: list[Callable[[dict[str, int]], str]] = []
+        #: told every purge: {"purged", "urls", "keys", "all", "soft"}
+        self.on_purge: list[Callable[[dict[str, Any]], None]] = []
 
     def route(self, path: str, handler: Route, *, public: bool = False) -> None:
         """Serve ``path`` (a prefix when it ends with ``/``) with ``handler``; ``public``
@@ -188,4 +190,6 @@ class AdminHandler:
         if everything and not soft:
             self.memory.clear()
         self.counters.add("purges", count)
+        for hook in self.on_purge:
+            hook({"purged": count, "urls": urls, "keys": keys, "all": everything, "soft": soft})
         return 200, json.dumps({"purged": count, "soft": soft}).encode()

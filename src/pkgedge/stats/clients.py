@@ -1,0 +1,110 @@
+"""Who the heaviest clients are and what the protection did to them, across the workers.
+
+Each worker tallies, per client address, requests, refusals (429/403 built by the edge) and
+the last thing the protection noted about it (``req.note``: the rate limit, penalty or
+signal, and why), in a dict (a log hook: one look-up and a few increments per request). The
+tally covers the current and the previous period of :data:`PERIOD` seconds. Every few
+seconds a worker writes its top :data:`TOP` clients to ``stats/clients-<row>.json``
+(replaced atomically); :func:`merged` adds up every worker's file. The dict is emptied when
+it holds :data:`MAX_CLIENTS` addresses (a flood of distinct addresses costs memory, not
+correctness of the top: the heavy ones come back at once).
+
+These are addresses, for the operator's eyes on the admin listener only; nothing here is
+written to the download records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pkgedge.http.request import Request
+
+PERIOD = 600.0
+TOP = 50
+MAX_CLIENTS = 50_000
+
+
+class ClientTally:
+    def __init__(self, directory: str | Path, row: int) -> None:
+        self.path = Path(directory) / f"clients-{row}.json"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # address → [requests, refused, bytes, last note, its time]
+        self._now: dict[str, list[Any]] = {}
+        self._before: dict[str, list[Any]] = {}
+        self._started = time.time()
+        self._written = 0.0
+
+    def __call__(
+        self, req: Request, status: int, sent: int, cache_status: str, duration: float
+    ) -> None:
+        c = self._now.get(req.client)
+        if c is None:
+            if len(self._now) >= MAX_CLIENTS:
+                self._now.clear()
+            c = self._now[req.client] = [0, 0, 0, "", 0.0]
+        c[0] += 1
+        c[2] += sent
+        if cache_status == "refused":
+            c[1] += 1
+        if req.note:
+            c[3] = req.note
+            c[4] = time.time()
+
+    def top(self) -> list[dict[str, Any]]:
+        merged: dict[str, list[Any]] = {}
+        for table in (self._before, self._now):
+            for addr, (n, refused, nbytes, note, at) in table.items():
+                m = merged.setdefault(addr, [0, 0, 0, "", 0.0])
+                m[0] += n
+                m[1] += refused
+                m[2] += nbytes
+                if note and at >= m[4]:
+                    m[3], m[4] = note, at
+        ranked = sorted(merged.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP]
+        return [
+            {"client": a, "requests": n, "refused": r, "bytes": b, "note": note, "note_at": at}
+            for a, (n, r, b, note, at) in ranked
+        ]
+
+    def flush(self, now: float, every: float = 2.0) -> None:
+        """Write the top clients (at most every ``every`` seconds); start a new period."""
+        if now - self._started >= PERIOD:
+            self._before, self._now = self._now, {}
+            self._started = now
+        if now - self._written < every:
+            return
+        self._written = now
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"time": now, "clients": self.top()}))
+        os.replace(tmp, self.path)
+
+
+def merged(directory: str | Path, limit: int = 20) -> list[dict[str, Any]]:
+    """Every worker's top clients added up (files older than a minute are left out: a
+    worker that stopped)."""
+    out: dict[str, dict[str, Any]] = {}
+    now = time.time()
+    for path in sorted(Path(directory).glob("clients-*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if now - float(data.get("time", 0)) > 60:
+            continue
+        for c in data.get("clients", []):
+            m = out.setdefault(
+                c["client"],
+                {"client": c["client"], "requests": 0, "refused": 0, "bytes": 0, "note": ""},
+            )
+            m["requests"] += c["requests"]
+            m["refused"] += c["refused"]
+            m["bytes"] += c["bytes"]
+            if c["note"] and c.get("note_at", 0) >= m.get("note_at", 0):
+                m["note"], m["note_at"] = c["note"], c["note_at"]
+    ranked = sorted(out.values(), key=lambda c: (-c["requests"], c["client"]))
+    return ranked[:limit]
