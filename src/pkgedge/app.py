@@ -15,6 +15,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from pkgedge.analytics import hooks as stats_hooks
 from pkgedge.analytics.recorder import Recorder
 from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
@@ -60,10 +61,9 @@ async def worker_main(
     if settings.stats:
         LiveStats(settings, counters, admin).register()
         recorder = Recorder(settings)
-        hooks.on_log(recorder)
         DownloadStats(recorder.db, admin).register()
         tally = ClientTally(_stats_dir(settings), row)
-        hooks.on_log(tally)
+        pipeline.stats_hit, pipeline.stats_log = stats_hooks.make(recorder, tally)
         events = _events(settings)
         admin.on_purge.append(lambda purge: events.add("purge", **purge))
         Dashboard(admin, _stats_dir(settings), events).register()

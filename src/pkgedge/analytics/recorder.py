@@ -1,7 +1,8 @@
-"""One worker's download recorder: a log hook of the pipeline, flushed once a second.
+"""One worker's download recorder, flushed once a second.
 
-Per request it checks three things (:func:`~pkgedge.analytics.record.is_download`) and, for a
-download, appends one tuple to a list. Once a second (the worker's tick) the tuples become
+Per request the hooks (:mod:`pkgedge.analytics.hooks`) check three things
+(:func:`~pkgedge.analytics.record.is_download`) and, for a download, append one tuple to a
+list. Once a second (the worker's tick) the tuples become
 records: the JSON-lines log (:class:`~pkgedge.analytics.log.DownloadLog`) and counts per key
 added to the aggregates (:class:`~pkgedge.analytics.db.Downloads`) in a thread, so the event
 loop never waits for the database. Counts a failed write did not store are kept and tried
@@ -15,15 +16,12 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pkgedge.analytics import record
 from pkgedge.analytics.db import Downloads, Key, default_url, key_of
 from pkgedge.analytics.log import DownloadLog
 from pkgedge.config import EdgeSettings
-
-if TYPE_CHECKING:
-    from pkgedge.http.request import Request
 
 
 def downloads_of(settings: EdgeSettings) -> Downloads:
@@ -47,12 +45,9 @@ class Recorder:
         self._writing = False
         self.recorded = 0
 
-    # the log hook (every answered request)
-    def __call__(
-        self, req: Request, status: int, sent: int, cache_status: str, duration: float
-    ) -> None:
-        if status == 200 and req.method == "GET" and req.target.endswith(record.SUFFIXES):
-            self._seen.append((time.time(), req.target, req.map.get("user-agent", ""), req.client))
+    def saw(self, target: str, user_agent: str, client: str) -> None:
+        """A download was answered (the hooks checked :func:`record.is_download`)."""
+        self._seen.append((time.time(), target, user_agent, client))
 
     def _records(self) -> list[dict[str, Any]]:
         seen, self._seen = self._seen, []

@@ -2,7 +2,8 @@
 
 Each worker tallies, per client address, requests, refusals (429/403 built by the edge) and
 the last thing the protection noted about it (``req.note``: the rate limit, penalty or
-signal, and why), in a dict (a log hook: one look-up and a few increments per request). The
+signal, and why), in a dict (one look-up and two increments per request, from the hooks of
+:mod:`pkgedge.analytics.hooks`). The
 tally covers the current and the previous period of :data:`PERIOD` seconds. Every few
 seconds a worker writes its top :data:`TOP` clients to ``stats/clients-<row>.json``
 (replaced atomically); :func:`merged` adds up every worker's file. The dict is emptied when
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pkgedge.http.request import Request
+    pass
 
 PERIOD = 600.0
 TOP = 50
@@ -33,31 +34,32 @@ class ClientTally:
     def __init__(self, directory: str | Path, row: int) -> None:
         self.path = Path(directory) / f"clients-{row}.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # address → [requests, refused, bytes, last note, its time]
-        self._now: dict[str, list[Any]] = {}
+        #: address → [requests, refused, bytes, last note, its time]; the hot path bumps
+        #: the first and third in place (see pkgedge.analytics.hooks); the dict object stays
+        #: the same for the tally's life (bound methods of it are kept)
+        self.table: dict[str, list[Any]] = {}
         self._before: dict[str, list[Any]] = {}
         self._started = time.time()
         self._written = 0.0
 
-    def __call__(
-        self, req: Request, status: int, sent: int, cache_status: str, duration: float
-    ) -> None:
-        c = self._now.get(req.client)
-        if c is None:
-            if len(self._now) >= MAX_CLIENTS:
-                self._now.clear()
-            c = self._now[req.client] = [0, 0, 0, "", 0.0]
-        c[0] += 1
-        c[2] += sent
-        if cache_status == "refused":
+    def new(self, client: str) -> list[Any]:
+        """The tally row of a client not seen in this period (a hot path's slow branch)."""
+        if len(self.table) >= MAX_CLIENTS:
+            self.table.clear()
+        c = self.table[client] = [0, 0, 0, "", 0.0]
+        return c
+
+    @staticmethod
+    def noted(c: list[Any], note: str, refused: bool) -> None:
+        if refused:
             c[1] += 1
-        if req.note:
-            c[3] = req.note
+        if note:
+            c[3] = note
             c[4] = time.time()
 
     def top(self) -> list[dict[str, Any]]:
         merged: dict[str, list[Any]] = {}
-        for table in (self._before, self._now):
+        for table in (self._before, self.table):
             for addr, (n, refused, nbytes, note, at) in table.items():
                 m = merged.setdefault(addr, [0, 0, 0, "", 0.0])
                 m[0] += n
@@ -74,7 +76,8 @@ class ClientTally:
     def flush(self, now: float, every: float = 2.0) -> None:
         """Write the top clients (at most every ``every`` seconds); start a new period."""
         if now - self._started >= PERIOD:
-            self._before, self._now = self._now, {}
+            self._before = dict(self.table)
+            self.table.clear()
             self._started = now
         if now - self._written < every:
             return
