@@ -61,7 +61,7 @@ async def worker_main(
     if settings.stats:
         LiveStats(settings, counters, admin).register()
         recorder = Recorder(settings)
-        DownloadStats(recorder.db, admin).register()
+        DownloadStats(recorder, admin).register()
         tally = ClientTally(_stats_dir(settings), row)
         pipeline.stats_hit, pipeline.stats_log = stats_hooks.make(recorder, tally)
         events = _events(settings)
@@ -113,9 +113,9 @@ def run_edge(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
     """Run the edge: N pre-fork workers on one port, until SIGTERM or SIGINT."""
     tls_context(settings.tls_cert, settings.tls_key)  # a bad certificate: one clear error
     if settings.stats:  # a bad stats database URL: one clear error
-        from pkgedge.analytics.recorder import downloads_of
+        from pkgedge.analytics.recorder import db_url
 
-        downloads_of(settings).close()
+        db_url(settings)
         _events(settings).add(
             "activation",
             detail=f"edge started: {settings.workers} worker(s), upstream {settings.upstream}, "

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from pkgedge.analytics import api, record
-from pkgedge.analytics.db import Downloads, key_of
+from pkgedge.analytics.db import Downloads
+from pkgedge.analytics.keys import key_of
 from pkgedge.analytics.log import DownloadLog
 from pkgedge.analytics.replay import replay
 from support.postgres import PostgresServer

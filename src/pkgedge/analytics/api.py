@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pkgedge.analytics.db import Downloads
+if TYPE_CHECKING:
+    from pkgedge.analytics.db import Downloads
 
 KINDS = ("recent", "overall", "python_major", "python_minor", "system")
 BY = ("installer", "version", "python", "system", "file_type", "ci")

@@ -34,11 +34,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
+from pkgedge.analytics.keys import KEY, Key
 from pkgedge.errors import ConfigError
-
-#: The columns that make a row's key, in order.
-KEY = ("day", "project", "version", "file_type", "installer", "python", "system", "ci", "mirror")
-Key = tuple[str, str, str, str, str, str, str, str, bool]
 
 metadata = MetaData()
 daily = Table(
@@ -57,25 +54,6 @@ daily = Table(
     Column("downloads", Integer, nullable=False),
     UniqueConstraint(*KEY, name="download_daily_key"),
 )
-
-
-def key_of(record: Mapping[str, Any], day: str) -> Key:
-    ci = record.get("ci")
-    return (
-        day,
-        str(record["project"])[:200],
-        str(record["version"])[:100],
-        str(record["file_type"])[:20],
-        str(record.get("installer") or "")[:64],
-        str(record.get("python") or "")[:16],
-        str(record.get("system") or "")[:64],
-        "" if ci is None else ("true" if ci else "false"),
-        bool(record.get("mirror")),
-    )
-
-
-def default_url(cache_dir: str | Path) -> str:
-    return f"sqlite:///{Path(cache_dir) / 'stats' / 'downloads.sqlite3'}"
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -16,16 +16,27 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pkgedge.analytics import record
-from pkgedge.analytics.db import Downloads, Key, default_url, key_of
+from pkgedge.analytics.keys import Key, check_url, default_url, key_of
 from pkgedge.analytics.log import DownloadLog
 from pkgedge.config import EdgeSettings
 
+if TYPE_CHECKING:
+    from pkgedge.analytics.db import Downloads
+
+
+def db_url(settings: EdgeSettings) -> str:
+    url = settings.stats_database or default_url(settings.cache_dir)
+    check_url(url)
+    return url
+
 
 def downloads_of(settings: EdgeSettings) -> Downloads:
-    return Downloads(settings.stats_database or default_url(settings.cache_dir))
+    from pkgedge.analytics.db import Downloads  # SQLAlchemy: imported when first needed
+
+    return Downloads(db_url(settings))
 
 
 def log_path(settings: EdgeSettings) -> Path | None:
@@ -36,7 +47,8 @@ def log_path(settings: EdgeSettings) -> Path | None:
 
 class Recorder:
     def __init__(self, settings: EdgeSettings) -> None:
-        self.db = downloads_of(settings)
+        self.settings = settings
+        self._db: Downloads | None = None
         path = log_path(settings)
         self.log = DownloadLog(path, settings.downloads_log_max) if path else None
         self.hasher = record.ClientHasher(Path(settings.cache_dir) / "stats" / "secret")
@@ -44,6 +56,13 @@ class Recorder:
         self._pending: Counter[Key] = Counter()
         self._writing = False
         self.recorded = 0
+
+    @property
+    def db(self) -> Downloads:
+        """The aggregates (made on first use: SQLAlchemy is imported then)."""
+        if self._db is None:
+            self._db = downloads_of(self.settings)
+        return self._db
 
     def saw(self, target: str, user_agent: str, client: str) -> None:
         """A download was answered (the hooks checked :func:`record.is_download`)."""
@@ -76,8 +95,11 @@ class Recorder:
             return
         batch, self._pending = self._pending, Counter()
         self._writing = True
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.db.add, batch))
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._add, batch))
         task.add_done_callback(lambda t: self._done(t, batch))
+
+    def _add(self, batch: Counter[Key]) -> None:
+        self.db.add(batch)
 
     def _done(self, task: asyncio.Task[None], batch: Counter[Key]) -> None:
         self._writing = False
@@ -99,4 +121,5 @@ class Recorder:
             self._pending = Counter()
         if self.log is not None:
             self.log.close()
-        self.db.close()
+        if self._db is not None:
+            self._db.close()

@@ -12,9 +12,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pkgedge.analytics import record
-from pkgedge.analytics.db import Downloads, Key, key_of
+from pkgedge.analytics.keys import Key, key_of
+
+if TYPE_CHECKING:
+    from pkgedge.analytics.db import Downloads
 
 
 @dataclass

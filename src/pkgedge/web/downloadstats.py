@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import canonicalize_name
 
 from pkgedge.analytics import api
-from pkgedge.analytics.db import Downloads
+from pkgedge.analytics.recorder import Recorder
 from pkgedge.edge.context import Client
 from pkgedge.web.livestats import BadQuery, number, query
 
@@ -29,8 +29,8 @@ BY_PREFIX = "/stats/downloads/"
 
 
 class DownloadStats:
-    def __init__(self, db: Downloads, admin: AdminHandler) -> None:
-        self.db = db
+    def __init__(self, recorder: Recorder, admin: AdminHandler) -> None:
+        self.recorder = recorder  # its database, made on first use
         self.admin = admin
 
     def register(self) -> None:
@@ -51,7 +51,7 @@ class DownloadStats:
             self._bad(req, client, f"use {API_PREFIX}NAME/({'|'.join(api.KINDS)})", 404)
             return
         package = canonicalize_name(name)
-        data = await asyncio.to_thread(api.answer, self.db, package, kind, query(req))
+        data = await asyncio.to_thread(api.answer, self.recorder.db, package, kind, query(req))
         self._json(req, client, data)
 
     async def downloads(self, req: Request, client: Client) -> None:
@@ -70,7 +70,7 @@ class DownloadStats:
             self._bad(req, client, f"by must be one of {', '.join(api.BY)}")
             return
         package = canonicalize_name(name)
-        data = await asyncio.to_thread(api.by, self.db, package, days, column)
+        data = await asyncio.to_thread(api.by, self.recorder.db, package, days, column)
         self._json(req, client, data)
 
     async def top(self, req: Request, client: Client) -> None:
@@ -82,11 +82,12 @@ class DownloadStats:
         since = api.day_minus(days - 1)
 
         def both() -> dict[str, Any]:
+            db = self.recorder.db
             return {
                 "days": days,
-                "projects": self.db.top(since, ("project",)),
-                "files": self.db.top(since, ("project", "version", "file_type")),
-                "installers": self.db.top(since, ("installer",)),
+                "projects": db.top(since, ("project",)),
+                "files": db.top(since, ("project", "version", "file_type")),
+                "installers": db.top(since, ("installer",)),
             }
 
         self._json(req, client, await asyncio.to_thread(both))
