@@ -112,6 +112,8 @@ def test_counts_are_exact_across_two_workers(edge2: EdgeProcess, index: Upstream
     assert data["savings"]["origin_requests_avoided"] == (
         data["totals"]["hits"] + data["totals"]["stale"] + data["totals"]["collapsed"]
     )
+    assert 0 < data["savings"]["origin_bytes_avoided"] == data["totals"]["bytes_from_cache"]
+    assert data["totals"]["bytes_from_cache"] < data["totals"]["bytes_to_clients"]
 
 
 def test_event_stream_sends_a_second_at_a_time(edge2: EdgeProcess) -> None:

@@ -61,6 +61,7 @@ class Pipeline:
         self._i_hits = counters.index("hits")
         self._i_bytes = counters.index("bytes_to_clients")
         self._i_2xx = counters.index("status_2xx")
+        self._i_cached = counters.index("bytes_from_cache")
         self.backend.observe = counters.observe_latency  # origin latency histogram
         #: the stats' per-request work (pkgedge.analytics.hooks): a fast-path hit, the rest
         self.stats_hit: Callable[[Request, int], None] | None = None
@@ -99,6 +100,7 @@ class Pipeline:
         slots[self._i_hits] += 1
         slots[self._i_bytes] += sent
         slots[self._i_2xx] += 1
+        slots[self._i_cached] += sent
         self.store.touch(entry.objid)
         if guard is not None:
             guard.account(req, 200, "hit", now)
@@ -138,7 +140,7 @@ class Pipeline:
         self, req: Request, status: int, sent: int, cache_status: str, now: float, duration: float
     ) -> None:
         """The log phase's work: protection's accounting and the access log."""
-        self.counters.response(status, cache_status)
+        self.counters.response(status, cache_status, sent)
         if self.stats_log is not None:
             self.stats_log(req, status, sent, cache_status)
         if self.guard is not None:

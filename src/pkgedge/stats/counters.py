@@ -45,6 +45,8 @@ COUNTERS: dict[str, str] = {
     "status_4xx": "responses with a 4xx status",
     "status_5xx": "responses with a 5xx status",
     "synthetic": "responses built by the edge itself (refusals, errors)",
+    "bytes_from_cache": "bytes written to clients from the cache or another request's fetch"
+    " (hits, stale, revalidated, collapsed): what the origin did not send",
     "origin_latency_us": "sum of origin fetch latencies (request sent to response head), in µs",
 }
 #: Upper bounds (seconds) of the origin fetch latency histogram's buckets (the last: +Inf).
@@ -115,15 +117,18 @@ class Counters:
         self._all[base + _LAT0 + i] += 1
         self._all[base + _LAT_SUM] += int(seconds * 1e6)
 
-    def response(self, status: int, cache_status: str) -> None:
-        """Count a response of the pipeline's log phase: its status class (1xx..5xx), and
-        whether the edge built it itself (a refusal or an error)."""
+    def response(self, status: int, cache_status: str, sent: int) -> None:
+        """Count a response of the pipeline's log phase: its status class (1xx..5xx),
+        whether the edge built it itself (a refusal or an error), and its bytes when they came
+        from the cache or another request's fetch (Cache-Status hit, fwd=stale, collapsed)."""
         base = self.row * len(_NAMES)
         k = status // 100
         if 1 <= k <= 5:
             self._all[base + _STATUS0 + k - 1] += 1
         if cache_status in _SYNTHETIC:
             self._all[base + _INDEX["synthetic"]] += 1
+        elif "; hit" in cache_status or "fwd=stale" in cache_status or "collapsed" in cache_status:
+            self._all[base + _INDEX["bytes_from_cache"]] += sent
 
     def snapshot(self) -> dict[str, int]:
         width = len(_NAMES)

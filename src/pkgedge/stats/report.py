@@ -27,6 +27,7 @@ SERIES: tuple[str, ...] = (
     "status_5xx",
     "bytes_to_clients",
     "bytes_from_origin",
+    "bytes_from_cache",
     "origin_fetches",
     "origin_errors",
     "revalidations",

@@ -5,10 +5,10 @@ Pure arithmetic on counter values (a live window, a minute or an hour of rollups
 - **origin requests avoided** = ``hits + stale + collapsed``: requests answered from the
   cache (fresh or stale) and requests that joined another request's fetch instead of making
   their own (a stale answer's background revalidation is counted in ``origin_fetches``).
-- **origin bytes avoided** = ``bytes_to_clients - bytes_from_origin`` (never below zero):
-  without the edge the origin would have sent every byte the clients received; it sent only
-  what the edge fetched. Heads and compression make this an estimate, within a few percent
-  for file downloads.
+- **origin bytes avoided** = ``bytes_from_cache``: the bytes of responses written from the
+  cache (fresh, stale, revalidated with a 304) or from another request's fetch (collapsed),
+  heads included: the origin would have sent about as much for each of them. The edge's own
+  compression of stored bodies makes it an estimate.
 - **egress saved** = bytes avoided / 10^9 x ``egress_price_per_gb``.
 - **energy saved** = bytes avoided x ``energy_joules_per_byte`` + requests avoided x
   ``energy_joules_per_request``.
@@ -34,7 +34,7 @@ from typing import Any
 
 ASSUMPTIONS: dict[str, str] = {
     "origin_requests_avoided": "hits + stale + collapsed",
-    "origin_bytes_avoided": "bytes_to_clients - bytes_from_origin (at least 0)",
+    "origin_bytes_avoided": "bytes_from_cache: responses from the cache or a collapsed fetch",
     "egress_price_per_gb": "price of 10^9 bytes of origin egress (default: public cloud list"
     " price, first tier, USD)",
     "energy_joules_per_byte": "network energy per byte moved (default 2e-5 J/B ≈ 0.006 kWh/GB)",
@@ -55,7 +55,7 @@ def savings(counts: Mapping[str, int], model: SavingsModel) -> dict[str, Any]:
     by_hits = counts.get("hits", 0) + counts.get("stale", 0)
     by_collapsing = counts.get("collapsed", 0)
     requests = by_hits + by_collapsing
-    nbytes = max(0, counts.get("bytes_to_clients", 0) - counts.get("bytes_from_origin", 0))
+    nbytes = counts.get("bytes_from_cache", 0)
     total = counts.get("requests", 0)
     return {
         "origin_requests_avoided": requests,
@@ -75,7 +75,7 @@ def prometheus(counts: Mapping[str, int], model: SavingsModel) -> str:
     s = savings(counts, model)
     rows = [
         ("origin_requests_avoided_total", "origin requests avoided (hits, stale, collapsed)"),
-        ("origin_bytes_avoided_total", "origin bytes avoided (to clients minus from origin)"),
+        ("origin_bytes_avoided_total", "origin bytes avoided (answered from cache or collapsed)"),
         ("egress_saved_total", "origin egress saved, priced at egress-price-per-gb"),
         ("energy_saved_joules_total", "energy saved (energy-joules-per-byte and per-request)"),
     ]

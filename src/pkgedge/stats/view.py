@@ -24,6 +24,7 @@ _ROWS: tuple[tuple[str, str], ...] = (
     ("status_5xx", "5xx"),
     ("bytes_to_clients", "bytes to clients"),
     ("bytes_from_origin", "bytes from origin"),
+    ("bytes_from_cache", "bytes from cache"),
     ("origin_fetches", "origin fetches"),
     ("origin_errors", "origin errors"),
     ("purges", "purges"),

@@ -10,7 +10,7 @@ let streaming = null;
 
 const SERIES = {
   requests: ["requests", "hits", "misses", "passes", "stale", "synthetic"],
-  bytes: ["bytes_to_clients", "bytes_from_origin"],
+  bytes: ["bytes_to_clients", "bytes_from_origin", "bytes_from_cache"],
   origin: ["origin_fetches", "collapsed", "origin_errors"],
   protection: ["denied", "rate_limited", "penalized", "connections_refused", "origin_busy", "timeouts"],
 };
