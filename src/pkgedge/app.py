@@ -57,18 +57,19 @@ async def worker_main(
     admin.metric_sources.append(lambda totals: savings_metrics(totals, model))
     sampling: asyncio.Task[None] | None = None
     recorder: Recorder | None = None
+    publish: Callable[[], None] = _nothing
     tally: ClientTally | None = None
     if settings.stats:
         LiveStats(settings, counters, admin).register()
-        recorder = Recorder(settings)
+        recorder = Recorder(settings, counters)
         DownloadStats(recorder, admin).register()
         tally = ClientTally(_stats_dir(settings), row)
-        pipeline.stats_hit, pipeline.stats_log = stats_hooks.make(recorder, tally)
+        pipeline.stats_hit, pipeline.stats_log, publish = stats_hooks.make(recorder, tally)
         events = _events(settings)
         admin.on_purge.append(lambda purge: events.add("purge", **purge))
         Dashboard(admin, _stats_dir(settings), events).register()
         rollups = Rollups(rollup_path(settings.cache_dir)) if row == 0 else None
-        sampling = asyncio.get_running_loop().create_task(sampler.run(counters, rollups))
+        sampling = asyncio.get_running_loop().create_task(sampler.run(counters, rollups, publish))
 
     def tick() -> None:
         store.flush_accesses()
@@ -98,6 +99,7 @@ async def worker_main(
     finally:
         if sampling is not None:
             sampling.cancel()
+        publish()  # the fast path's last counts, before the parent's last rollup
         if recorder is not None:
             try:
                 recorder.close()
@@ -124,6 +126,10 @@ def run_edge(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
     return workers.run(
         settings, partial(worker_main, settings), out, partial(_last_rollup, settings)
     )
+
+
+def _nothing() -> None:
+    pass
 
 
 def _stats_dir(settings: EdgeSettings) -> Path:

@@ -4,12 +4,12 @@
 - ``on_hit(req, sent)``: a fresh hit answered by the fast path (status 200);
 - ``on_log(req, status, sent, cache_status)``: every other answered request (the log phase).
 
-Each is one dict look-up and two in-place increments (the client tally,
-:class:`~pkgedge.stats.clients.ClientTally`), a string check for protection's note, and for
-a whole-file download (:func:`~pkgedge.analytics.record.is_download`) one tuple appended to
-the recorder's list; the rest waits for the once-a-second flush. They are plain closures, not
-log hooks of :class:`~pkgedge.edge.hooks.Hooks`, so that the fast path builds no Cache-Status
-string and loops over no subscribers for them.
+Each is two local increments (``on_hit``), one dict look-up and two in-place increments (the
+client tally, :class:`~pkgedge.stats.clients.ClientTally`), a string check for protection's
+note, and for a whole-file download (:func:`~pkgedge.analytics.record.is_download`) one
+tuple appended to the recorder's list; the rest waits for the once-a-second flush. They are
+plain closures, not log hooks of :class:`~pkgedge.edge.hooks.Hooks`, so that the fast path
+builds no Cache-Status string and loops over no subscribers for them.
 """
 
 from __future__ import annotations
@@ -27,14 +27,27 @@ if TYPE_CHECKING:
 OnHit = Callable[["Request", int], None]
 OnLog = Callable[["Request", int, int, str], None]
 
+#: last characters of the distribution suffixes: a cheap first check (pages end with "/")
+_LAST = frozenset(s[-1] for s in SUFFIXES)
 
-def make(recorder: Recorder, tally: ClientTally) -> tuple[OnHit, OnLog]:
+
+def make(recorder: Recorder, tally: ClientTally) -> tuple[OnHit, OnLog, Callable[[], None]]:
+    """``(on_hit, on_log, publish)``. ``on_hit`` counts the fast path's hits (all 200, all
+    from the cache) in two local ints instead of the shared counters (an increment of a
+    shared-memory slot costs several times a local one); ``publish()`` adds them to
+    ``status_2xx`` and ``bytes_from_cache`` and is called before every sample of the ring,
+    so the live view sees them within a second."""
     get = tally.table.get
     new = tally.new
     noted = tally.noted
     saw = recorder.saw
+    counters = recorder.counters
+    fast_hits = fast_bytes = 0
 
     def on_hit(req: Request, sent: int) -> None:
+        nonlocal fast_hits, fast_bytes
+        fast_hits += 1
+        fast_bytes += sent
         c = get(req.client)
         if c is None:
             c = new(req.client)
@@ -42,8 +55,9 @@ def make(recorder: Recorder, tally: ClientTally) -> tuple[OnHit, OnLog]:
         c[2] += sent
         if req.note:
             noted(c, req.note, False)
-        if req.target.endswith(SUFFIXES) and req.method == "GET":
-            saw(req.target, req.map.get("user-agent", ""), req.client)
+        t = req.target
+        if t[-1] in _LAST and t.endswith(SUFFIXES) and req.method == "GET":
+            saw(t, req.map.get("user-agent", ""), req.client)
 
     def on_log(req: Request, status: int, sent: int, cache_status: str) -> None:
         c = get(req.client)
@@ -53,7 +67,15 @@ def make(recorder: Recorder, tally: ClientTally) -> tuple[OnHit, OnLog]:
         c[2] += sent
         if req.note or cache_status == "refused":
             noted(c, req.note, cache_status == "refused")
-        if status == 200 and req.target.endswith(SUFFIXES) and req.method == "GET":
-            saw(req.target, req.map.get("user-agent", ""), req.client)
+        t = req.target
+        if status == 200 and t[-1] in _LAST and t.endswith(SUFFIXES) and req.method == "GET":
+            saw(t, req.map.get("user-agent", ""), req.client)
 
-    return on_hit, on_log
+    def publish() -> None:
+        nonlocal fast_hits, fast_bytes
+        if fast_hits:
+            counters.add("status_2xx", fast_hits)
+            counters.add("bytes_from_cache", fast_bytes)
+            fast_hits = fast_bytes = 0
+
+    return on_hit, on_log, publish

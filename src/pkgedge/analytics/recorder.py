@@ -22,6 +22,7 @@ from pkgedge.analytics import record
 from pkgedge.analytics.keys import Key, check_url, default_url, key_of
 from pkgedge.analytics.log import DownloadLog
 from pkgedge.config import EdgeSettings
+from pkgedge.stats.counters import Counters
 
 if TYPE_CHECKING:
     from pkgedge.analytics.db import Downloads
@@ -46,8 +47,9 @@ def log_path(settings: EdgeSettings) -> Path | None:
 
 
 class Recorder:
-    def __init__(self, settings: EdgeSettings) -> None:
+    def __init__(self, settings: EdgeSettings, counters: Counters) -> None:
         self.settings = settings
+        self.counters = counters
         self._db: Downloads | None = None
         path = log_path(settings)
         self.log = DownloadLog(path, settings.downloads_log_max) if path else None

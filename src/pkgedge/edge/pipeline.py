@@ -60,8 +60,6 @@ class Pipeline:
         self._slots = counters.slots
         self._i_hits = counters.index("hits")
         self._i_bytes = counters.index("bytes_to_clients")
-        self._i_2xx = counters.index("status_2xx")
-        self._i_cached = counters.index("bytes_from_cache")
         self.backend.observe = counters.observe_latency  # origin latency histogram
         #: the stats' per-request work (pkgedge.analytics.hooks): a fast-path hit, the rest
         self.stats_hit: Callable[[Request, int], None] | None = None
@@ -99,8 +97,6 @@ class Pipeline:
         slots = self._slots
         slots[self._i_hits] += 1
         slots[self._i_bytes] += sent
-        slots[self._i_2xx] += 1
-        slots[self._i_cached] += sent
         self.store.touch(entry.objid)
         if guard is not None:
             guard.account(req, 200, "hit", now)

@@ -40,13 +40,14 @@ COUNTERS: dict[str, str] = {
     "memory_bytes": "bytes in the memory tier (gauge)",
     # issue 9: live stats (see pkgedge.stats.live)
     "status_1xx": "responses with a 1xx status",
-    "status_2xx": "responses with a 2xx status",
+    "status_2xx": "responses with a 2xx status (the fast path's hits: added once a second)",
     "status_3xx": "responses with a 3xx status",
     "status_4xx": "responses with a 4xx status",
     "status_5xx": "responses with a 5xx status",
     "synthetic": "responses built by the edge itself (refusals, errors)",
     "bytes_from_cache": "bytes written to clients from the cache or another request's fetch"
-    " (hits, stale, revalidated, collapsed): what the origin did not send",
+    " (hits, stale, revalidated, collapsed): what the origin did not send (the fast path's:"
+    " added once a second)",
     "origin_latency_us": "sum of origin fetch latencies (request sent to response head), in µs",
 }
 #: Upper bounds (seconds) of the origin fetch latency histogram's buckets (the last: +Inf).
