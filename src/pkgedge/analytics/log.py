@@ -31,7 +31,11 @@ class DownloadLog:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:
-        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+        self.write_lines([json.dumps(r, separators=(",", ":")) for r in records])
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Append JSON lines (without their newlines), rotating first when due."""
+        data = ("\n".join(lines) + "\n").encode() if lines else b""
         if not data:
             return
         lock = os.open(self._lock_path, os.O_WRONLY | os.O_CREAT, 0o640)

@@ -51,15 +51,23 @@ class ClientHasher:
 
     def __init__(self, secret_path: str | Path) -> None:
         self.secret = _secret(Path(secret_path))
-        self._day = ""
+        self._day = -1
         self._key = b""
+        self._seen: dict[str, str] = {}  # address → hash, for the current day
 
     def __call__(self, address: str, ts: float) -> str:
-        day = day_of(ts)
+        day = int(ts // 86400)
         if day != self._day:
             self._day = day
-            self._key = hmac.new(self.secret, day.encode(), hashlib.sha256).digest()
-        return hashlib.blake2b(address.encode(), key=self._key, digest_size=8).hexdigest()
+            self._key = hmac.new(self.secret, day_of(ts).encode(), hashlib.sha256).digest()
+            self._seen.clear()
+        found = self._seen.get(address)
+        if found is None:
+            if len(self._seen) >= 100_000:
+                self._seen.clear()
+            digest = hashlib.blake2b(address.encode(), key=self._key, digest_size=8)
+            found = self._seen[address] = digest.hexdigest()
+        return found
 
 
 def _secret(path: Path) -> bytes:

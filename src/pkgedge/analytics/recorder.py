@@ -12,6 +12,7 @@ again at the next flush; nothing is lost while the worker runs.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from collections import Counter
@@ -46,6 +47,10 @@ def log_path(settings: EdgeSettings) -> Path | None:
     return Path(settings.downloads_log or Path(settings.cache_dir) / "stats" / "downloads.jsonl")
 
 
+#: (JSON of a record without its closing brace, time and client; the record; key per day)
+_Static = tuple[str, dict[str, Any], dict[int, Key]]
+
+
 class Recorder:
     def __init__(self, settings: EdgeSettings, counters: Counters) -> None:
         self.settings = settings
@@ -56,6 +61,7 @@ class Recorder:
         self.hasher = record.ClientHasher(Path(settings.cache_dir) / "stats" / "secret")
         self._seen: list[tuple[float, str, str, str]] = []
         self._pending: Counter[Key] = Counter()
+        self._statics: dict[tuple[str, str], _Static | None] = {}
         self._writing = False
         self.recorded = 0
 
@@ -70,29 +76,55 @@ class Recorder:
         """A download was answered (the hooks checked :func:`record.is_download`)."""
         self._seen.append((time.time(), target, user_agent, client))
 
-    def _records(self) -> list[dict[str, Any]]:
+    def _take(self) -> list[str]:
+        """The JSON lines of the downloads seen since the last call; their counts are added
+        to ``_pending``. What never changes for a (target, User-Agent) pair is worked out
+        once (:meth:`_static`), so a download costs a hash, a day and a string."""
         seen, self._seen = self._seen, []
-        out = []
+        lines = []
+        pending = self._pending
         for ts, target, ua, client in seen:
-            rec = record.make(ts, target, ua, self.hasher(client, ts))
-            if rec is not None:
-                out.append(rec)
-        return out
+            static = self._static(target, ua)
+            if static is None:
+                continue
+            prefix, rec, keys = static
+            day = int(ts // 86400)
+            key = keys.get(day)
+            if key is None:
+                key = keys[day] = key_of(rec, record.day_of(ts))
+            pending[key] += 1
+            lines.append(f'{prefix},"time":{ts:.3f},"client":"{self.hasher(client, ts)}"}}')
+        self.recorded += len(lines)
+        return lines
+
+    def _static(self, target: str, ua: str) -> _Static | None:
+        """What never changes for a (target, User-Agent) pair: the record's JSON without time
+        and client, the record, its aggregate key per day; None when the target is no
+        distribution file. Remembered for 4096 pairs."""
+        pair = (target, ua)
+        if pair in self._statics:
+            return self._statics[pair]
+        rec = record.make(0.0, target, ua, "")
+        value: _Static | None = None
+        if rec is not None:
+            del rec["time"], rec["client"]
+            value = (json.dumps(rec, separators=(",", ":"))[:-1], rec, {})
+        if len(self._statics) >= 4096:
+            self._statics.clear()
+        self._statics[pair] = value
+        return value
 
     def flush(self) -> None:
         """Log the downloads seen since the last flush and start adding them to the database
         (in a thread; the next flush retries what failed)."""
         if not self._seen and not self._pending:
             return
-        records = self._records()
-        self.recorded += len(records)
-        if self.log is not None and records:
+        lines = self._take()
+        if self.log is not None and lines:
             try:
-                self.log.write(records)
+                self.log.write_lines(lines)
             except OSError as exc:
                 print(f"pkgedge: download log not written: {exc}", file=sys.stderr)
-        for rec in records:
-            self._pending[key_of(rec, record.day_of(rec["time"]))] += 1
         if self._writing or not self._pending:
             return
         batch, self._pending = self._pending, Counter()
@@ -113,11 +145,9 @@ class Recorder:
 
     def close(self) -> None:
         """The last flush, synchronous (the worker is stopping)."""
-        records = self._records()
-        if self.log is not None and records:
-            self.log.write(records)
-        for rec in records:
-            self._pending[key_of(rec, record.day_of(rec["time"]))] += 1
+        lines = self._take()
+        if self.log is not None and lines:
+            self.log.write_lines(lines)
         if self._pending:
             self.db.add(self._pending)
             self._pending = Counter()
