@@ -368,6 +368,10 @@ class EdgeSettings:
                 data[name] = "unlimited"
         if redact:
             data["admin_token"] = "***"
+            url = urlsplit(data["stats_database"])
+            if url.password:  # the stats database's password (issue 9)
+                netloc = url.netloc.replace(f":{url.password}@", ":***@", 1)
+                data["stats_database"] = url._replace(netloc=netloc).geturl()
         return data
 
 

@@ -138,3 +138,17 @@ def test_replay_is_idempotent_and_reads_both_logs(db: Downloads, tmp_path: Path)
     for _ in range(2):
         replay(db, files)
         assert api.by(db, "beta", 1, "installer")["totals"] == {"uv": 4}
+
+
+def test_stats_database_setting(tmp_path: Path) -> None:
+    from pkgedge.analytics.recorder import db_url
+    from pkgedge.config import build_edge_settings
+    from pkgedge.errors import ConfigError
+
+    flags = {"upstream": "http://127.0.0.1:9/simple/", "cache_dir": str(tmp_path)}
+    s = build_edge_settings(flags)
+    assert db_url(s) == f"sqlite:///{tmp_path / 'stats' / 'downloads.sqlite3'}"
+    s = build_edge_settings({**flags, "stats_database": "postgresql+psycopg://u:pw@db/stats"})
+    assert s.as_dict()["stats_database"] == "postgresql+psycopg://u:***@db/stats"
+    with pytest.raises(ConfigError, match="stats_database"):
+        db_url(build_edge_settings({**flags, "stats_database": "mysql://db/stats"}))

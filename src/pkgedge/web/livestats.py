@@ -145,6 +145,9 @@ class LiveStats:
         if not self._get_only(req, client):
             return
         client.write(STREAM_HEAD)
+        if req.method == "HEAD":
+            client.abort()
+            return
         client.write(b"retry: 2000\n\n")
         while not client.closed:
             event = report.tick(self.counters, self.model)
