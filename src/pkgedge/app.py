@@ -21,6 +21,9 @@ from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
 from pkgedge.edge.hooks import Hooks, RequestLog
 from pkgedge.edge.pipeline import Pipeline
+from pkgedge.edge.rulewatch import RulesWatcher
+from pkgedge.edge.versions import VersionStore
+from pkgedge.errors import ConfigError
 from pkgedge.server import listener, workers
 from pkgedge.server.limits import Limits
 from pkgedge.server.tls import tls_context
@@ -31,9 +34,11 @@ from pkgedge.stats.events import EventLog
 from pkgedge.stats.rollup import Rollups, flush, rollup_path
 from pkgedge.stats.savings import prometheus as savings_metrics
 from pkgedge.web.admin import AdminHandler
+from pkgedge.web.configapi import ConfigApi
 from pkgedge.web.dashboard import Dashboard
 from pkgedge.web.downloadstats import DownloadStats
 from pkgedge.web.livestats import LiveStats, model_of
+from pkgedge.web.playground.api import register_playground
 
 
 async def worker_main(
@@ -51,8 +56,14 @@ async def worker_main(
     if settings.access_log not in ("off", ""):
         log = RequestLog(settings.access_log)
         hooks.on_log(log)
+        hooks.on_rules_log(log.rules_lines)
     pipeline = Pipeline(settings, store, counters, hooks)
     admin = AdminHandler(settings.admin_token, store, counters, pipeline.memory)
+    watcher = RulesWatcher(versions_of(settings), pipeline)
+    watcher.load()  # the active version, from the first request on
+    ConfigApi(admin, watcher.store, watcher).register()
+    watch = asyncio.get_running_loop().create_task(watcher.run())
+    register_playground(admin, settings)
     model = model_of(settings)
     admin.metric_sources.append(lambda totals: savings_metrics(totals, model))
     sampling: asyncio.Task[None] | None = None
@@ -67,7 +78,7 @@ async def worker_main(
         pipeline.stats_hit, pipeline.stats_log, publish = stats_hooks.make(recorder, tally)
         events = _events(settings)
         admin.on_purge.append(lambda purge: events.add("purge", **purge))
-        Dashboard(admin, _stats_dir(settings), events).register()
+        Dashboard(admin, _stats_dir(settings), events, watcher.store.activations).register()
         rollups = Rollups(rollup_path(settings.cache_dir)) if row == 0 else None
         sampling = asyncio.get_running_loop().create_task(sampler.run(counters, rollups, publish))
 
@@ -97,6 +108,7 @@ async def worker_main(
         )
         await pipeline.close()
     finally:
+        watch.cancel()
         if sampling is not None:
             sampling.cancel()
         publish()  # the fast path's last counts, before the parent's last rollup
@@ -114,6 +126,7 @@ async def worker_main(
 def run_edge(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
     """Run the edge: N pre-fork workers on one port, until SIGTERM or SIGINT."""
     tls_context(settings.tls_cert, settings.tls_key)  # a bad certificate: one clear error
+    adopt_rules_file(settings, out)
     if settings.stats:  # a bad stats database URL: one clear error
         from pkgedge.analytics.recorder import db_url
 
@@ -148,3 +161,25 @@ def _last_rollup(settings: EdgeSettings, counters: Counters) -> None:
         flush(counters, Rollups(rollup_path(settings.cache_dir)), time.time())
     except Exception as exc:  # a full disk: say so, exit as usual
         print(f"pkgedge: stats rollup not written: {exc}", file=sys.stderr)
+
+
+def versions_of(settings: EdgeSettings) -> VersionStore:
+    """The configuration versions in the data directory, checked against this edge's
+    backends (``origin`` and ``--backends``)."""
+    return VersionStore(settings.cache_dir, ["origin", *settings.backends])
+
+
+def adopt_rules_file(settings: EdgeSettings, out: Callable[[str], None] = print) -> None:
+    """Create version 1 on first use; with ``--rules FILE``, validate FILE (RulesError: the
+    edge does not start) and activate it as a new version if its text is not the active one's."""
+    versions = versions_of(settings)
+    versions.ensure()
+    if settings.rules:
+        try:
+            text = Path(settings.rules).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--rules {settings.rules}: cannot read it: {exc}") from None
+        number = versions.adopt(text, settings.rules)
+        if number is not None:
+            out(f"pkgedge edge: rules from {settings.rules} activated as version {number}")
+    out(f"pkgedge edge: configuration version {versions.active()}")

@@ -100,6 +100,7 @@ def test_dashboard_shows_live_numbers_and_a_project_chart(
             expect(page.locator("#top-projects")).to_contain_text("alpha", timeout=15000)
             expect(page.locator("#events")).to_contain_text("purge", timeout=15000)
             expect(page.locator("#events")).to_contain_text("edge started")
+            expect(page.locator("#events")).to_contain_text("→ 1 (create")  # version 1
             expect(page.locator("#top-clients")).to_contain_text("127.0.0.1", timeout=15000)
             expect(page.locator("#savings")).to_contain_text("since start")
             shots.append(tmp_path / "dashboard-live.png")

@@ -9,12 +9,14 @@ header, ``/stats/savings``, ``/stats/top``, ``/stats/clients``, ``/stats/events`
 says so), so it works offline.
 
 Also here: ``GET /stats/clients`` (the top clients of every worker and what the protection
-did to them) and ``GET /stats/events`` (recent purges and configuration activations).
+did to them) and ``GET /stats/events`` (recent purges, edge starts and the configuration
+versions' activations, newest first).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,10 +52,18 @@ def _read(name: str) -> bytes:
 
 
 class Dashboard:
-    def __init__(self, admin: AdminHandler, stats_dir: str | Path, events: EventLog) -> None:
+    def __init__(
+        self,
+        admin: AdminHandler,
+        stats_dir: str | Path,
+        events: EventLog,
+        activations: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.admin = admin
         self.stats_dir = Path(stats_dir)
         self.events = events
+        #: the configuration versions' activation log (at, by, from, to, action)
+        self.activations = activations
         self.files = {k: (_read(v), _TYPES[Path(v).suffix]) for k, v in _FILES.items()}
         self.page = _read("dashboard.html")
 
@@ -85,4 +95,16 @@ class Dashboard:
         self._json(req, client, {"clients": clients.merged(self.stats_dir)})
 
     async def recent_events(self, req: Request, client: Client) -> None:
-        self._json(req, client, {"events": self.events.recent(30)})
+        events = self.events.recent(30)
+        if self.activations is not None:
+            for a in self.activations()[-30:]:
+                detail = f"version {a.get('from') or 'none'} → {a.get('to')} ({a.get('action')}"
+                events.append(
+                    {
+                        "time": float(a.get("at", 0)),
+                        "kind": "activation",
+                        "detail": detail + f", by {a.get('by')})",
+                    }
+                )
+        events.sort(key=lambda e: -float(e.get("time", 0)))
+        self._json(req, client, {"events": events[:30]})

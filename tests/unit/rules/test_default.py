@@ -21,8 +21,9 @@ def test_default_is_package_data_and_compiles() -> None:
     rules = compile_default()
     assert rules.name == "default.vcl"
     assert rules.declared == {}
-    # only recv and hash decide something; the other subs are comments: no work per request
-    assert [p for p, r in rules.runners.items() if r is not None] == ["recv", "hash"]
+    # only recv decides something; hash only returns its default (no sub) and the other subs
+    # are comments: no work per request
+    assert [p for p, r in rules.runners.items() if r is not None] == ["recv"]
 
 
 def test_every_sub_of_the_default_explains_itself() -> None:
@@ -44,9 +45,16 @@ def test_recv_looks_up_get_and_head_and_passes_the_rest(method: str, kind: Kind)
 
 def test_hash_looks_up_and_adds_nothing_to_the_key() -> None:
     env = Env(url="/simple/six/", req_headers={"accept": "application/vnd.pypi.simple.v1+json"})
-    out = compile_default().run("hash", env)
-    assert out is not None and out.kind is Kind.LOOKUP
+    # a sub that only returns its phase's default is compiled to no sub: nothing runs
+    assert compile_default().run("hash", env) is None
     assert env.hash_parts == []
+
+
+def test_a_sub_with_more_than_its_default_return_runs() -> None:
+    rules = compile_rules("sub hash { hash_data(req.http.x); return(lookup); }")
+    env = Env(url="/simple/six/", req_headers={"x": "1"})
+    out = rules.run("hash", env)
+    assert out is not None and out.kind is Kind.LOOKUP and env.hash_parts == ["1"]
 
 
 @pytest.mark.parametrize("phase", ["hit", "miss", "pass", "fetch", "deliver", "error", "log"])
