@@ -2,10 +2,11 @@
 
 Per request the hooks (:mod:`pkgedge.analytics.hooks`) check three things
 (:func:`~pkgedge.analytics.record.is_download`) and, for a download, append one tuple to a
-list. Once a second (the worker's tick) the tuples become records: the JSON-lines log (:class:`~pkgedge.analytics.log.DownloadLog`) and counts per key
-added to the aggregates (:class:`~pkgedge.analytics.db.Downloads`) in a thread, so the event
-loop never waits for the database. Counts a failed write did not store are kept and tried
-again at the next flush; nothing is lost while the worker runs.
+list. Once a second (the worker's tick) the tuples become records: the JSON-lines log
+(:class:`~pkgedge.analytics.log.DownloadLog`) and counts per key added to the aggregates
+(:class:`~pkgedge.analytics.db.Downloads`) in a thread, so the event loop never waits for
+the database. Counts a failed write did not store are kept and tried again at the next
+flush; nothing is lost while the worker runs.
 """
 
 from __future__ import annotations
