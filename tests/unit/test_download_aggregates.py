@@ -152,3 +152,34 @@ def test_stats_database_setting(tmp_path: Path) -> None:
     assert s.as_dict()["stats_database"] == "postgresql+psycopg://u:***@db/stats"
     with pytest.raises(ConfigError, match="stats_database"):
         db_url(build_edge_settings({**flags, "stats_database": "mysql://db/stats"}))
+
+
+def test_writers_racing_to_create_the_table(tmp_path: Path) -> None:
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'race.sqlite3'}"
+    rec = record.make(time.time(), "/f/delta-1.0-py3-none-any.whl", PIP, "h")
+    assert rec is not None
+    key = key_of(rec, record.day_of(rec["time"]))
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def write() -> None:
+        d = Downloads(url)  # each worker has its own engine
+        try:
+            start.wait()
+            d.add(Counter({key: 1}))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            d.close()
+
+    threads = [threading.Thread(target=write) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    d = Downloads(url)
+    assert api.by(d, "delta", 1, None)["total"] == 6
+    d.close()

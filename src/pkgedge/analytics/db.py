@@ -91,9 +91,15 @@ class Downloads:
         self._ready = False
 
     def _create(self) -> None:
-        if not self._ready:
+        """Create the table when missing. Workers (and their threads) may race to it: the
+        loser's CREATE fails, and the table is there when it looks again."""
+        if self._ready:
+            return
+        try:
             metadata.create_all(self.engine, checkfirst=True)
-            self._ready = True
+        except sa_exc.DBAPIError:
+            metadata.create_all(self.engine, checkfirst=True)  # made meanwhile: checks pass
+        self._ready = True
 
     def _insert(self) -> Any:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
