@@ -81,6 +81,16 @@ async def worker_main(
         Dashboard(admin, _stats_dir(settings), events, watcher.store.activations).register()
         rollups = Rollups(rollup_path(settings.cache_dir)) if row == 0 else None
         sampling = asyncio.get_running_loop().create_task(sampler.run(counters, rollups, publish))
+    node = None
+    if settings.redis:  # many nodes (issue 10): purges and limits through Redis
+        from pkgedge.cluster.node import Node
+
+        guard = pipeline.guard
+        boxes = {"blocked": guard.penalties, "throttled": guard.throttled} if guard else None
+        limiter = guard.limiter if guard else None
+        node = Node(settings, row, admin.check_purge, admin.purge, limiter, boxes, watcher.store)
+        admin.purge_via = node.purges.publish
+        await node.start()
 
     def tick() -> None:
         store.flush_accesses()
@@ -117,6 +127,8 @@ async def worker_main(
                 recorder.close()
             except Exception as exc:  # the database is gone: say so, stop as usual
                 print(f"pkgedge: download counts not stored: {exc}", file=sys.stderr)
+        if node is not None:
+            await node.close()
         store.flush_accesses()
         if log is not None:
             log.flush()

@@ -253,6 +253,13 @@ def cmd_purge(args: argparse.Namespace) -> int:
         },
     )
     print(f"purged {result['purged']} object(s){' (soft)' if args.soft else ''}")
+    if "nodes" in result:  # through Redis: every live node acknowledged, or the ones that did not
+        print(f"applied on {len(result['nodes'])} node(s): {', '.join(sorted(result['nodes']))}")
+    if result.get("missing"):
+        late = ", ".join(result["missing"])
+        queued = " (queued: sent when redis is back)" if result.get("queued") else ""
+        print(f"pkgedge: not acknowledged by: {late}{queued}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,20 +15,21 @@ from collections.abc import Callable
 from pkgedge.cache.memory import MemoryTier
 from pkgedge.cache.store import Store
 from pkgedge.config import EdgeSettings
+from pkgedge.edge import rulesrun as rr
 from pkgedge.edge.backend import Backend
 from pkgedge.edge.context import Client, Ctx
 from pkgedge.edge.deliver import Delivery, send
-from pkgedge.edge.fastpath import HotHits
+from pkgedge.edge.fastpath import BLOCKERS, HotHits
 from pkgedge.edge.fill import Fills
 from pkgedge.edge.hooks import Hooks
 from pkgedge.edge.phases import TRANSITIONS, Phase, TransitionError
 from pkgedge.edge.protect import Guard
 from pkgedge.edge.ruleset import Ruleset
-from pkgedge.edge.rulesrun import RuleLimiter
 from pkgedge.edge.steps import STEPS
 from pkgedge.errors import PkgedgeError
 from pkgedge.http.request import Request
 from pkgedge.http.response import hit_head
+from pkgedge.rules import Env, RulesRuntimeError
 from pkgedge.stats.counters import Counters
 
 _EMPTY = memoryview(b"")
@@ -59,7 +60,7 @@ class Pipeline:
         #: the configuration every new request runs (see use_rules)
         self.ruleset = Ruleset.default()
         self._tables_version = 0  # of the ruleset's tables when the memos were made
-        self.limiter = RuleLimiter()  # the rules' named rate-limit counters
+        self.limiter = rr.RuleLimiter()  # the rules' named rate-limit counters
         self._slots = counters.slots
         self._i_hits = counters.index("hits")
         self._i_bytes = counters.index("bytes_to_clients")
@@ -93,7 +94,17 @@ class Pipeline:
             self._tables_version = rs.tables.version
             self.hot.clear()
             return False
-        memo = self.hot.find(req, rs.inputs(req) if rs.inputs_read else None)
+        env = None
+        if rs.live_recv:
+            if not BLOCKERS.isdisjoint(req.map) or req.method != "GET":
+                return False
+            env = rr.fast_recv(self, req, rs)  # else req.pre: what it decided, for recv
+            if env is None:
+                return False
+            inputs = rs.inputs_after(env) if rs.inputs_read else None
+        else:
+            inputs = rs.inputs(req) if rs.inputs_read else None
+        memo = self.hot.find(req, inputs)
         if memo is None:
             return False
         _, entry, prefix, mkey = memo
@@ -115,7 +126,24 @@ class Pipeline:
             self.stats_hit(req, sent)
         if self.hooks.active:
             self.hooks.log(req, 200, sent, f"pkgedge; hit; ttl={int(ttl)}", 0.0)
+        if rs.live_log:
+            self._fast_log(req, rs, env)
+        req.pre = None
         return True
+
+    def _fast_log(self, req: Request, rs: Ruleset, env: Env | None) -> None:
+        """The log sub after a fast-path replay (as the log phase runs it)."""
+        runner = rs.rules.runners["log"]
+        assert runner is not None
+        env = env or rr.request_env(self, req, rs)
+        env.resp_status, env.cache_state = 200, "hit"
+        try:
+            runner(env)
+        except RulesRuntimeError as exc:
+            self.counters.add("rules_errors")
+            rr.log.warning("rules error in log for %s %s: %s", req.method, req.target, exc)
+        if env.log_lines:
+            self.hooks.rules_log(req, env.log_lines)
 
     # -- the loop ------------------------------------------------------------------------
     async def handle(self, req: Request, client: Client) -> None:
