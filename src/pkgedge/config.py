@@ -309,6 +309,26 @@ EDGE_OPTIONS: tuple[Option, ...] = (
         "rules file: validated at start, stored and activated as a new version if it differs",
         "FILE",
     ),
+    # issue 9: live stats, savings, download analytics
+    Option("stats", _parse_bool, True, "live stats, rollups and download analytics", "BOOL"),
+    Option(
+        "downloads_log",
+        _parse_str,
+        "",
+        "JSON-lines log of file downloads (default CACHE_DIR/stats/downloads.jsonl; 'off')",
+        "PATH",
+    ),
+    Option("downloads_log_max", parse_size, parse_size("100MB"), "rotate it at", "SIZE"),
+    Option(
+        "stats_database",
+        _parse_str,
+        "",
+        "database of download aggregates (default SQLite in CACHE_DIR/stats; postgresql://...)",
+        "URL",
+    ),
+    Option("egress_price_per_gb", _parse_float, 0.09, "origin egress price per GB", "PRICE"),
+    Option("energy_joules_per_byte", _parse_float, 2e-5, "energy per byte moved", "JOULES"),
+    Option("energy_joules_per_request", _parse_float, 0.2, "origin energy per request", "JOULES"),
     # -- many nodes (issue 10): pkgedge.cluster, edge/shield.py, edge/director.py ----------
     Option("redis", _parse_str, None, "Redis URL shared by the nodes (purges, limits)", "URL"),
     Option("node_name", _parse_str, "", "name in Redis (default: host:cache dir)", "NAME"),
@@ -371,6 +391,13 @@ class EdgeSettings:
     grace_immutable: float
     rewrite_file_hosts: bool
     rules: str | None
+    stats: bool = True
+    downloads_log: str = ""
+    downloads_log_max: int = 100_000_000
+    stats_database: str = ""
+    egress_price_per_gb: float = 0.09
+    energy_joules_per_byte: float = 2e-5
+    energy_joules_per_request: float = 0.2
     redis: str | None = None
     node_name: str = ""
     shield: str | None = None
@@ -397,6 +424,10 @@ class EdgeSettings:
                 data[name] = "unlimited"
         if redact:
             data["admin_token"] = "***"
+            url = urlsplit(data["stats_database"])
+            if url.password:  # the stats database's password (issue 9)
+                netloc = url.netloc.replace(f":{url.password}@", ":***@", 1)
+                data["stats_database"] = url._replace(netloc=netloc).geturl()
         return data
 
 

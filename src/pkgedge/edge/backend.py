@@ -6,6 +6,7 @@ A fill receives this object; nothing here calls back into the pipeline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from pkgedge.cache.keys import simple_variant
@@ -73,6 +74,8 @@ class Backend:
         self.named = {name: Rewriter(url) for name, url in settings.backends.items()}
         self._pools: dict[str, UpstreamPool] = {}
         self._hosts: set[str] = set()
+        #: given to every pool: told each origin request's latency (stats)
+        self.observe: Callable[[float], None] | None = None
         self.director = (
             Director(settings.upstream, settings.fallback, self.pool) if settings.fallback else None
         )
@@ -116,6 +119,7 @@ class Backend:
             pool = UpstreamPool(
                 p.scheme, p.hostname or "", port, **UpstreamPool.kwargs_from(self.settings)
             )
+            pool.observe = self.observe
             self._pools[origin] = pool
         return pool
 

@@ -10,6 +10,7 @@ synchronously from the fast path's memo of what ``deliver`` wrote (see
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from pkgedge.cache.memory import MemoryTier
 from pkgedge.cache.store import Store
@@ -64,6 +65,10 @@ class Pipeline:
         self._slots = counters.slots
         self._i_hits = counters.index("hits")
         self._i_bytes = counters.index("bytes_to_clients")
+        self.backend.observe = counters.observe_latency  # origin latency histogram
+        #: the stats' per-request work (pkgedge.analytics.hooks): a fast-path hit, the rest
+        self.stats_hit: Callable[[Request, int], None] | None = None
+        self.stats_log: Callable[[Request, int, int, str], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.fills!r} {self.hot!r} memory={self.memory!r}>"
@@ -119,6 +124,8 @@ class Pipeline:
         self.store.touch(entry.objid)
         if guard is not None:
             guard.account(req, 200, "hit", now)
+        if self.stats_hit is not None:
+            self.stats_hit(req, sent)
         if self.hooks.active:
             self.hooks.log(req, 200, sent, f"pkgedge; hit; ttl={int(ttl)}", 0.0)
         if rs.live_log:
@@ -171,6 +178,9 @@ class Pipeline:
         self, req: Request, status: int, sent: int, cache_status: str, now: float, duration: float
     ) -> None:
         """The log phase's work: protection's accounting and the access log."""
+        self.counters.response(status, cache_status, sent)
+        if self.stats_log is not None:
+            self.stats_log(req, status, sent, cache_status)
         if self.guard is not None:
             self.guard.account(req, status, cache_status, now)
         self.hooks.log(req, status, sent, cache_status, duration)

@@ -47,6 +47,10 @@ class AdminHandler:
         self._exact: dict[str, Route] = {}
         self._prefixes: list[tuple[str, Route]] = []
         self._open: set[str] = {"/healthz"}
+        #: more Prometheus text for /metrics, each made from the counters' totals
+        self.metric_sources: list[Callable[[dict[str, int]], str]] = []
+        #: told every purge: {"purged", "urls", "keys", "all", "soft"}
+        self.on_purge: list[Callable[[dict[str, Any]], None]] = []
         #: set by the composition root when purges go through Redis to every node
         self.purge_via: Callable[[bytes], Awaitable[tuple[int, bytes]]] | None = None
 
@@ -139,9 +143,8 @@ class AdminHandler:
         elif path == "/metrics" and req.method in ("GET", "HEAD"):
             snap = self.stats()
             extra = {"disk_objects": snap.pop("disk_objects"), "disk_bytes": snap.pop("disk_bytes")}
-            self._send(
-                client, req, 200, prometheus(snap, extra).encode(), "text/plain; version=0.0.4"
-            )
+            text = prometheus(snap, extra) + "".join(f(snap) for f in self.metric_sources)
+            self._send(client, req, 200, text.encode(), "text/plain; version=0.0.4")
         elif path == "/purge":
             if req.method != "POST":
                 client.write(
@@ -187,6 +190,8 @@ class AdminHandler:
         if everything and not soft:
             self.memory.clear()
         self.counters.add("purges", count)
+        for hook in self.on_purge:
+            hook({"purged": count, "urls": urls, "keys": keys, "all": everything, "soft": soft})
         return 200, json.dumps({"purged": count, "soft": soft}).encode()
 
 
