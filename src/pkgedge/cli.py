@@ -1,4 +1,4 @@
-"""The ``pkgedge`` command: ``edge``, ``purge``, ``stats``, ``config show``.
+"""The ``pkgedge`` command: one sub-command per job (see :data:`DESCRIPTION`).
 
 Errors are one clear line on stderr and a non-zero exit, never a traceback.
 """
@@ -15,8 +15,54 @@ from collections.abc import Sequence
 from typing import Any
 
 from pkgedge import __version__
-from pkgedge.config import EDGE_OPTIONS, build_edge_settings
+from pkgedge.config import EDGE_OPTIONS, Option, build_edge_settings, parse_grace, parse_size
 from pkgedge.errors import PkgedgeError
+
+#: Where ``pkgedge up`` keeps its data unless told otherwise (also ``yank``'s default).
+_DATA_DIR = "pkgedge-data"
+
+DESCRIPTION = """\
+pkgedge: a self-hostable Python package index (the origin) and the caching CDN edge in
+front of it.
+
+Start here:
+  pkgedge up                      index + edge + admin on this machine (data in pkgedge-data)
+  pkgedge token create            an upload token for twine / uv publish
+  pkgedge config show             the settings `up` (or `edge`) runs with
+Then: pip install --index-url http://127.0.0.1:8080/simple/ NAME
+
+Each command has its own --help. Options are also PKGEDGE_* environment variables and keys
+of the [edge], [origin] and [up] tables of a TOML file (--config or PKGEDGE_CONFIG)."""
+
+
+def _default_text(opt: Option) -> str:
+    """An option's default as its flag would spell it ("" when the doc says it already)."""
+    value = opt.default
+    if value is None or "default" in opt.doc:
+        return ""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif opt.parse is parse_size and isinstance(value, int) and value:
+        text = str(value)
+        for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("GB", 10**9), ("MB", 10**6)):
+            if value % size == 0:
+                text = f"{value // size}{unit}"
+                break
+    elif isinstance(value, float) and opt.metavar in ("SECONDS", "DURATION|unlimited"):
+        text = "unlimited" if value == parse_grace("unlimited") else f"{value:g}s"
+        for unit, size in (("h", 3600), ("m", 60)):
+            if value and value != float("inf") and value % size == 0:
+                text = f"{value / size:g}{unit}"
+                break
+    elif value == "":
+        text = "none"
+    else:
+        text = str(value)
+    return f" (default: {text})"
+
+
+def _help(opt: Option) -> str:
+    return f"{opt.doc}{_default_text(opt)} [env {opt.env}]".replace("%", "%%")
 
 
 def _add_edge_options(p: argparse.ArgumentParser) -> None:
@@ -27,7 +73,7 @@ def _add_edge_options(p: argparse.ArgumentParser) -> None:
             dest=opt.name,
             metavar=opt.metavar,
             default=None,
-            help=f"{opt.doc} [env {opt.env}]",
+            help=_help(opt),
         )
 
 
@@ -44,7 +90,7 @@ def _add_origin_options(p: argparse.ArgumentParser, only: tuple[str, ...] = ()) 
             dest="origin_" + opt.name,
             metavar=opt.metavar,
             default=None,
-            help=f"{opt.doc} [env {opt.env}]",
+            help=_help(opt),
         )
 
 
@@ -70,9 +116,22 @@ def _origin_settings(args: argparse.Namespace, **overrides: Any) -> Any:
 
 
 def cmd_origin(args: argparse.Namespace) -> int:
-    from pkgedge.index.run import serve
+    from pathlib import Path
 
-    return serve(_origin_settings(args), out=lambda line: print(line, flush=True))
+    from pkgedge.index import private
+    from pkgedge.index.run import serve
+    from pkgedge.server.lifeline import die_with_parent
+    from pkgedge.up import PARENT_ENV
+
+    settings = _origin_settings(args)
+    parent = os.environ.get(PARENT_ENV, "")
+    if parent.isdigit():  # started by `pkgedge up`, which checked the data directory
+        die_with_parent(int(parent))
+    else:
+        private.make_dir(Path(settings.data_dir))
+        for warning in private.check(Path(settings.data_dir)):
+            print(f"pkgedge origin: warning: {warning}", file=sys.stderr, flush=True)
+    return serve(settings, out=lambda line: print(line, flush=True))
 
 
 def _catalog(args: argparse.Namespace) -> Any:
@@ -178,14 +237,42 @@ def cmd_project(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from pkgedge.up import run_up
+    from pkgedge.up import UP_OPTIONS, run_up
 
-    return run_up(args)
+    return run_up({o.name: getattr(args, "up_" + o.name) for o in UP_OPTIONS}, args.config)
+
+
+def _recorded(data_dir: str) -> dict[str, Any] | None:
+    """What ``pkgedge up`` recorded in ``DATA_DIR/edge.json`` (None when nothing)."""
+    from pathlib import Path
+
+    from pkgedge.index.edgelink import EDGE_FILE
+
+    try:
+        found = json.loads((Path(data_dir).expanduser() / EDGE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    settings = _settings(args, upstream=None)
-    data = settings.as_dict(redact=not args.show_secrets)
+    edge_flags = any(getattr(args, o.name, None) is not None for o in EDGE_OPTIONS)
+    recorded = None
+    if args.data_dir is not None or not (edge_flags or args.config):
+        recorded = _recorded(args.data_dir or _DATA_DIR)
+        if args.data_dir is not None and (recorded is None or "settings" not in recorded):
+            raise PkgedgeError(
+                f"no settings recorded in {args.data_dir}: `pkgedge up --data-dir "
+                f"{args.data_dir}` records them when it starts"
+            )
+    if recorded is not None and isinstance(recorded.get("settings"), dict):
+        where = args.data_dir or _DATA_DIR
+        print(f"# the settings `pkgedge up` runs with (recorded in {where})", file=sys.stderr)
+        data = dict(recorded["settings"])
+        if not args.show_secrets:
+            data["admin_token"] = "***"
+    else:
+        data = _settings(args, upstream=None).as_dict(redact=not args.show_secrets)
     for key, value in data.items():
         print(f"{key} = {json.dumps(value)}")
     return 0
@@ -194,10 +281,20 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 def _admin_call(
     args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
 ) -> Any:
-    token = args.token or os.environ.get("PKGEDGE_ADMIN_TOKEN")
+    data_dir = args.data_dir or os.environ.get("PKGEDGE_ORIGIN_DATA_DIR") or _DATA_DIR
+    recorded = _recorded(data_dir) or {}  # what `pkgedge up` wrote there, as yank finds it
+    token = args.token or os.environ.get("PKGEDGE_ADMIN_TOKEN") or recorded.get("token")
     if not token:
-        raise PkgedgeError("no admin token: pass --token or set PKGEDGE_ADMIN_TOKEN")
-    admin = args.admin_url or os.environ.get("PKGEDGE_ADMIN_URL") or "http://127.0.0.1:8081"
+        raise PkgedgeError(
+            f"no admin token: pass --token, set PKGEDGE_ADMIN_TOKEN, or give the --data-dir "
+            f"of a `pkgedge up` (none recorded in {data_dir})"
+        )
+    admin = (
+        args.admin_url
+        or os.environ.get("PKGEDGE_ADMIN_URL")
+        or recorded.get("admin")
+        or "http://127.0.0.1:8081"
+    )
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(
         admin.rstrip("/") + path,
@@ -246,10 +343,20 @@ def _admin_args(p: argparse.ArgumentParser) -> None:
         help="admin API base URL [env PKGEDGE_ADMIN_URL, default 127.0.0.1:8081]",
     )
     p.add_argument("--token", metavar="TOKEN", help="admin token [env PKGEDGE_ADMIN_TOKEN]")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="without --admin-url/--token: use the edge `pkgedge up --data-dir DIR` runs "
+        f"(default: {_DATA_DIR}) [env PKGEDGE_ORIGIN_DATA_DIR]",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pkgedge", description=__doc__)
+    from pkgedge.up import UP_OPTIONS
+
+    p = argparse.ArgumentParser(
+        prog="pkgedge", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("--version", action="version", version=f"pkgedge {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -268,20 +375,18 @@ def parser() -> argparse.ArgumentParser:
     origin = sub.add_parser("origin", help="run the package index (the origin)")
     _add_origin_options(origin)
     origin.set_defaults(func=cmd_origin)
-    up = sub.add_parser("up", help="run origin, edge and admin together on this machine")
-    up.add_argument("--config", metavar="FILE", help="TOML config file")
-    up.add_argument("--data-dir", default="pkgedge-data", help="where everything is kept")
-    up.add_argument("--port", type=int, default=8080, help="the edge's port (clients use it)")
-    up.add_argument(
-        "--admin-port", type=int, default=None, help="the edge admin API's port (default: PORT+1)"
+    up = sub.add_parser(
+        "up",
+        help="run origin, edge and admin together on this machine",
+        description="Run the index (origin), the edge in front of it and the edge's admin API "
+        "on this machine. Options are also PKGEDGE_UP_* variables and keys of the [up] table; "
+        "[edge] and [origin] keys of the --config file apply too.",
     )
-    up.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    up.add_argument(
-        "--upstream",
-        default=None,
-        help="index to mirror for other projects (default: pip's; 'off')",
-    )
-    up.add_argument("--workers", type=int, default=None, help="edge worker processes")
+    up.add_argument("--config", metavar="FILE", help="TOML config file (or PKGEDGE_CONFIG)")
+    for opt in UP_OPTIONS:
+        up.add_argument(
+            opt.flag, dest="up_" + opt.name, metavar=opt.metavar, default=None, help=_help(opt)
+        )
     up.set_defaults(func=cmd_up)
     token = sub.add_parser("token", help="API tokens for uploads")
     tsub = token.add_subparsers(dest="token_command", metavar="ACTION")
@@ -332,12 +437,35 @@ def parser() -> argparse.ArgumentParser:
     show = csub.add_parser("show", help="print the effective edge settings")
     _add_edge_options(show)
     show.add_argument("--show-secrets", action="store_true", help="print the admin token")
+    show.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="show what `pkgedge up --data-dir DIR` runs with (the default when "
+        f"{_DATA_DIR}/ has a running or past `up` and no edge option is given)",
+    )
     show.set_defaults(func=cmd_config_show)
     return p
 
 
+def _leaf_parsers(p: argparse.ArgumentParser) -> None:
+    """Remember in every sub-command's defaults which parser it is, so an unknown flag is
+    reported with that sub-command's usage rather than the top-level one."""
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.set_defaults(_parser=sub)
+                _leaf_parsers(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    from pkgedge.index.private import private_umask
+
+    private_umask()  # data directories 700, catalogs and secrets 600
+    p = parser()
+    _leaf_parsers(p)
+    args, extra = p.parse_known_args(argv)
+    if extra:
+        getattr(args, "_parser", p).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except PkgedgeError as exc:
