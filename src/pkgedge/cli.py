@@ -9,60 +9,20 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 from pkgedge import __version__
-from pkgedge.config import EDGE_OPTIONS, Option, build_edge_settings, parse_grace, parse_size
+from pkgedge.cliparts import (
+    DATA_DIR,
+    DESCRIPTION,
+    admin_call,
+    leaf_parsers,
+    option_help,
+    recorded,
+)
+from pkgedge.config import EDGE_OPTIONS, build_edge_settings
 from pkgedge.errors import PkgedgeError
-
-#: Where ``pkgedge up`` keeps its data unless told otherwise (also ``yank``'s default).
-_DATA_DIR = "pkgedge-data"
-
-DESCRIPTION = """\
-pkgedge: a self-hostable Python package index (the origin) and the caching CDN edge in
-front of it.
-
-Start here:
-  pkgedge up                      index + edge + admin on this machine (data in pkgedge-data)
-  pkgedge token create            an upload token for twine / uv publish
-  pkgedge config show             the settings `up` (or `edge`) runs with
-Then: pip install --index-url http://127.0.0.1:8080/simple/ NAME
-
-Each command has its own --help. Options are also PKGEDGE_* environment variables and keys
-of the [edge], [origin] and [up] tables of a TOML file (--config or PKGEDGE_CONFIG)."""
-
-
-def _default_text(opt: Option) -> str:
-    """An option's default as its flag would spell it ("" when the doc says it already)."""
-    value = opt.default
-    if value is None or "default" in opt.doc:
-        return ""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif opt.parse is parse_size and isinstance(value, int) and value:
-        text = str(value)
-        for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("GB", 10**9), ("MB", 10**6)):
-            if value % size == 0:
-                text = f"{value // size}{unit}"
-                break
-    elif isinstance(value, float) and opt.metavar in ("SECONDS", "DURATION|unlimited"):
-        text = "unlimited" if value == parse_grace("unlimited") else f"{value:g}s"
-        for unit, size in (("h", 3600), ("m", 60)):
-            if value and value != float("inf") and value % size == 0:
-                text = f"{value / size:g}{unit}"
-                break
-    elif value == "":
-        text = "none"
-    else:
-        text = str(value)
-    return f" (default: {text})"
-
-
-def _help(opt: Option) -> str:
-    return f"{opt.doc}{_default_text(opt)} [env {opt.env}]".replace("%", "%%")
 
 
 def _add_edge_options(p: argparse.ArgumentParser) -> None:
@@ -73,7 +33,7 @@ def _add_edge_options(p: argparse.ArgumentParser) -> None:
             dest=opt.name,
             metavar=opt.metavar,
             default=None,
-            help=_help(opt),
+            help=option_help(opt),
         )
 
 
@@ -90,7 +50,7 @@ def _add_origin_options(p: argparse.ArgumentParser, only: tuple[str, ...] = ()) 
             dest="origin_" + opt.name,
             metavar=opt.metavar,
             default=None,
-            help=_help(opt),
+            help=option_help(opt),
         )
 
 
@@ -242,33 +202,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_up({o.name: getattr(args, "up_" + o.name) for o in UP_OPTIONS}, args.config)
 
 
-def _recorded(data_dir: str) -> dict[str, Any] | None:
-    """What ``pkgedge up`` recorded in ``DATA_DIR/edge.json`` (None when nothing)."""
-    from pathlib import Path
-
-    from pkgedge.index.edgelink import EDGE_FILE
-
-    try:
-        found = json.loads((Path(data_dir).expanduser() / EDGE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
 def cmd_config_show(args: argparse.Namespace) -> int:
     edge_flags = any(getattr(args, o.name, None) is not None for o in EDGE_OPTIONS)
-    recorded = None
+    found = None
     if args.data_dir is not None or not (edge_flags or args.config):
-        recorded = _recorded(args.data_dir or _DATA_DIR)
-        if args.data_dir is not None and (recorded is None or "settings" not in recorded):
+        found = recorded(args.data_dir or DATA_DIR)
+        if args.data_dir is not None and (found is None or "settings" not in found):
             raise PkgedgeError(
                 f"no settings recorded in {args.data_dir}: `pkgedge up --data-dir "
                 f"{args.data_dir}` records them when it starts"
             )
-    if recorded is not None and isinstance(recorded.get("settings"), dict):
-        where = args.data_dir or _DATA_DIR
+    if found is not None and isinstance(found.get("settings"), dict):
+        where = args.data_dir or DATA_DIR
         print(f"# the settings `pkgedge up` runs with (recorded in {where})", file=sys.stderr)
-        data = dict(recorded["settings"])
+        data = dict(found["settings"])
         if not args.show_secrets:
             data["admin_token"] = "***"
     else:
@@ -278,45 +225,10 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_call(
-    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
-) -> Any:
-    data_dir = args.data_dir or os.environ.get("PKGEDGE_ORIGIN_DATA_DIR") or _DATA_DIR
-    recorded = _recorded(data_dir) or {}  # what `pkgedge up` wrote there, as yank finds it
-    token = args.token or os.environ.get("PKGEDGE_ADMIN_TOKEN") or recorded.get("token")
-    if not token:
-        raise PkgedgeError(
-            f"no admin token: pass --token, set PKGEDGE_ADMIN_TOKEN, or give the --data-dir "
-            f"of a `pkgedge up` (none recorded in {data_dir})"
-        )
-    admin = (
-        args.admin_url
-        or os.environ.get("PKGEDGE_ADMIN_URL")
-        or recorded.get("admin")
-        or "http://127.0.0.1:8081"
-    )
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        admin.rstrip("/") + path,
-        data=data,
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        reason = exc.read().decode(errors="replace").strip()
-        raise PkgedgeError(f"admin API answered {exc.code}: {reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        why = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        raise PkgedgeError(f"cannot reach the admin API at {admin}: {why}") from None
-
-
 def cmd_purge(args: argparse.Namespace) -> int:
     if not (args.key or args.url or args.all):
         raise PkgedgeError("nothing to purge: give --key, --url or --all")
-    result = _admin_call(
+    result = admin_call(
         args,
         "POST",
         "/purge",
@@ -332,7 +244,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    print(json.dumps(_admin_call(args, "GET", "/stats"), indent=2))
+    print(json.dumps(admin_call(args, "GET", "/stats"), indent=2))
     return 0
 
 
@@ -347,7 +259,7 @@ def _admin_args(p: argparse.ArgumentParser) -> None:
         "--data-dir",
         metavar="DIR",
         help="without --admin-url/--token: use the edge `pkgedge up --data-dir DIR` runs "
-        f"(default: {_DATA_DIR}) [env PKGEDGE_ORIGIN_DATA_DIR]",
+        f"(default: {DATA_DIR}) [env PKGEDGE_ORIGIN_DATA_DIR]",
     )
 
 
@@ -384,9 +296,7 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--config", metavar="FILE", help="TOML config file (or PKGEDGE_CONFIG)")
     for opt in UP_OPTIONS:
-        up.add_argument(
-            opt.flag, dest="up_" + opt.name, metavar=opt.metavar, default=None, help=_help(opt)
-        )
+        up.add_argument(opt.flag, dest="up_" + opt.name, metavar=opt.metavar, help=option_help(opt))
     up.set_defaults(func=cmd_up)
     token = sub.add_parser("token", help="API tokens for uploads")
     tsub = token.add_subparsers(dest="token_command", metavar="ACTION")
@@ -441,20 +351,10 @@ def parser() -> argparse.ArgumentParser:
         "--data-dir",
         metavar="DIR",
         help="show what `pkgedge up --data-dir DIR` runs with (the default when "
-        f"{_DATA_DIR}/ has a running or past `up` and no edge option is given)",
+        f"{DATA_DIR}/ has a running or past `up` and no edge option is given)",
     )
     show.set_defaults(func=cmd_config_show)
     return p
-
-
-def _leaf_parsers(p: argparse.ArgumentParser) -> None:
-    """Remember in every sub-command's defaults which parser it is, so an unknown flag is
-    reported with that sub-command's usage rather than the top-level one."""
-    for action in p._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                sub.set_defaults(_parser=sub)
-                _leaf_parsers(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -462,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     private_umask()  # data directories 700, catalogs and secrets 600
     p = parser()
-    _leaf_parsers(p)
+    leaf_parsers(p)
     args, extra = p.parse_known_args(argv)
     if extra:
         getattr(args, "_parser", p).error(f"unrecognized arguments: {' '.join(extra)}")

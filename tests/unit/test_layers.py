@@ -24,7 +24,14 @@ LAYERS: list[set[str]] = [
     {"pkgedge.edge"},
     {"pkgedge.server", "pkgedge.web", "pkgedge.index"},
     # composition roots and commands: they wire everything, and may call each other
-    {"pkgedge.app", "pkgedge.cli", "pkgedge.up", "pkgedge.index.run", "pkgedge.__main__"},
+    {
+        "pkgedge.app",
+        "pkgedge.cli",
+        "pkgedge.cliparts",
+        "pkgedge.up",
+        "pkgedge.index.run",
+        "pkgedge.__main__",
+    },
 ]
 _TOP = len(LAYERS) - 1
 
