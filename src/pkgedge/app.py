@@ -7,19 +7,26 @@ disk tier, build the pipeline and the admin API, and serve until told to stop.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
 from pkgedge.edge.hooks import Hooks, RequestLog
 from pkgedge.edge.pipeline import Pipeline
+from pkgedge.edge.rulewatch import RulesWatcher
+from pkgedge.edge.versions import VersionStore
+from pkgedge.errors import ConfigError
 from pkgedge.server import listener, workers
 from pkgedge.server.limits import Limits
 from pkgedge.server.tls import tls_context
 from pkgedge.stats.counters import Counters
 from pkgedge.web.admin import AdminHandler
+from pkgedge.web.configapi import ConfigApi
+from pkgedge.web.playground.api import register_playground
 
 
 async def worker_main(
@@ -37,8 +44,14 @@ async def worker_main(
     if settings.access_log not in ("off", ""):
         log = RequestLog(settings.access_log)
         hooks.on_log(log)
+        hooks.on_rules_log(log.rules_lines)
     pipeline = Pipeline(settings, store, counters, hooks)
     admin = AdminHandler(settings.admin_token, store, counters, pipeline.memory)
+    watcher = RulesWatcher(versions_of(settings), pipeline)
+    watcher.load()  # the active version, from the first request on
+    ConfigApi(admin, watcher.store, watcher).register()
+    watch = asyncio.get_running_loop().create_task(watcher.run())
+    register_playground(admin, settings)
 
     def tick() -> None:
         store.flush_accesses()
@@ -62,6 +75,7 @@ async def worker_main(
         )
         await pipeline.close()
     finally:
+        watch.cancel()
         store.flush_accesses()
         if log is not None:
             log.flush()
@@ -71,4 +85,27 @@ async def worker_main(
 def run_edge(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
     """Run the edge: N pre-fork workers on one port, until SIGTERM or SIGINT."""
     tls_context(settings.tls_cert, settings.tls_key)  # a bad certificate: one clear error
+    adopt_rules_file(settings, out)
     return workers.run(settings, partial(worker_main, settings), out)
+
+
+def versions_of(settings: EdgeSettings) -> VersionStore:
+    """The configuration versions in the data directory, checked against this edge's
+    backends (``origin`` and ``--backends``)."""
+    return VersionStore(settings.cache_dir, ["origin", *settings.backends])
+
+
+def adopt_rules_file(settings: EdgeSettings, out: Callable[[str], None] = print) -> None:
+    """Create version 1 on first use; with ``--rules FILE``, validate FILE (RulesError: the
+    edge does not start) and activate it as a new version if its text is not the active one's."""
+    versions = versions_of(settings)
+    versions.ensure()
+    if settings.rules:
+        try:
+            text = Path(settings.rules).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--rules {settings.rules}: cannot read it: {exc}") from None
+        number = versions.adopt(text, settings.rules)
+        if number is not None:
+            out(f"pkgedge edge: rules from {settings.rules} activated as version {number}")
+    out(f"pkgedge edge: configuration version {versions.active()}")

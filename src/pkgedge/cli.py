@@ -203,6 +203,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
+    if args.version is not None:  # ``config show N``: a configuration version
+        from pkgedge.configcmd import cmd_show_version
+
+        return cmd_show_version(args)
     edge_flags = any(getattr(args, o.name, None) is not None for o in EDGE_OPTIONS)
     found = None
     if args.data_dir is not None or not (edge_flags or args.config):
@@ -223,6 +227,24 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     for key, value in data.items():
         print(f"{key} = {json.dumps(value)}")
     return 0
+
+
+def cmd_playground_test(args: argparse.Namespace) -> int:
+    from pkgedge.web.playground.testfile import run_file
+
+    settings = None
+    if args.upstream or args.config:
+        settings = build_edge_settings(
+            {"upstream": args.upstream, "workers": "1", "access_log": "off"},
+            config_file=args.config,
+        )
+    return run_file(
+        args.file,
+        settings,
+        lambda line: print(line, flush=True),
+        lambda line: print(line, file=sys.stderr, flush=True),
+        events=args.events,
+    )
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -344,8 +366,9 @@ def parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="configuration")
     csub = config.add_subparsers(dest="config_command", metavar="ACTION")
     csub.required = True
-    show = csub.add_parser("show", help="print the effective edge settings")
+    show = csub.add_parser("show", help="print the effective edge settings, or version N")
     _add_edge_options(show)
+    show.add_argument("version", type=int, nargs="?", help="a configuration version")
     show.add_argument("--show-secrets", action="store_true", help="print the admin token")
     show.add_argument(
         "--data-dir",
@@ -354,6 +377,20 @@ def parser() -> argparse.ArgumentParser:
         f"{DATA_DIR}/ has a running or past `up` and no edge option is given)",
     )
     show.set_defaults(func=cmd_config_show)
+    from pkgedge.configcmd import add_commands
+
+    add_commands(csub)  # versions, clone, edit, validate, diff, activate, rollback, table
+    playground = sub.add_parser("playground", help="try configurations on requests")
+    pgsub = playground.add_subparsers(dest="playground_command", metavar="ACTION")
+    pgsub.required = True
+    pgtest = pgsub.add_parser(
+        "test", help="run an exported playground; exit 1 on a failed assertion or compile error"
+    )
+    pgtest.add_argument("file", metavar="FILE", help="playground export (JSON or .toml)")
+    pgtest.add_argument("--events", action="store_true", help="print each phase's events")
+    pgtest.add_argument("--upstream", help="the upstream for playgrounds with origin=upstream")
+    pgtest.add_argument("--config", metavar="FILE", help="edge TOML config (backends, upstream)")
+    pgtest.set_defaults(func=cmd_playground_test)
     return p
 
 

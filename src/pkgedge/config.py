@@ -95,6 +95,23 @@ def _parse_url(value: str) -> str:
     return value if value.endswith("/") else value + "/"
 
 
+def parse_backends(value: str | dict[str, str]) -> dict[str, str]:
+    """``"mirror=http://10.0.0.2/simple/,archive=http://..."`` (or a TOML table) → names to
+    index URLs. ``origin`` is the upstream's own name and cannot be redefined."""
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else (part.partition("=")[::2] for part in str(value).split(",") if part.strip())
+    )
+    out: dict[str, str] = {}
+    for raw, url in items:
+        name = str(raw).strip()
+        if not name.replace("_", "").replace("-", "").isalnum() or name == "origin":
+            raise ConfigError(f"backends: {name!r} is not a usable backend name")
+        out[name] = _parse_url(str(url).strip())
+    return out
+
+
 def _parse_bool(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
@@ -152,6 +169,13 @@ class Option:
 EDGE_OPTIONS: tuple[Option, ...] = (
     Option(
         "upstream", _parse_url, None, "upstream index URL (default: pip's configured index)", "URL"
+    ),
+    Option(
+        "backends",
+        parse_backends,
+        {},
+        "other backends the rules may choose, NAME=URL[,NAME=URL...]",
+        "NAME=URL,...",
     ),
     Option("listen", _parse_str, "127.0.0.1:8080", "client listener HOST:PORT", "HOST:PORT"),
     Option("admin", _parse_str, "127.0.0.1:8081", "admin listener HOST:PORT", "HOST:PORT"),
@@ -276,12 +300,20 @@ EDGE_OPTIONS: tuple[Option, ...] = (
         "rewrite absolute file URLs in index pages so files go through the edge",
         "BOOL",
     ),
+    Option(
+        "rules",
+        _parse_str,
+        None,
+        "rules file: validated at start, stored and activated as a new version if it differs",
+        "FILE",
+    ),
 )
 
 
 @dataclass(frozen=True)
 class EdgeSettings:
     upstream: str
+    backends: dict[str, str]
     listen: str
     admin: str
     admin_token: str
@@ -321,6 +353,7 @@ class EdgeSettings:
     grace: float
     grace_immutable: float
     rewrite_file_hosts: bool
+    rules: str | None
 
     @property
     def listen_addr(self) -> tuple[str, int]:

@@ -59,12 +59,14 @@ def test_tls_listener_serves_pages_and_large_files(
 def test_trace_follows_the_phase_table(upstream: UpstreamIndex, edge: EdgeProcess) -> None:
     r = edge.get("/simple/gamma/", headers={"Pkgedge-Trace": "1"})
     trace = r.headers["pkgedge-trace"]
+    # recv's decision is the built-in rules' (default.vcl line 20: return(lookup))
     assert trace == (
-        "hash:key(/simple/gamma/); lookup:; miss:miss(not in cache); fetch:fetch; deliver:stream"
+        "recv:rule@20(lookup); hash:key(/simple/gamma/); lookup:; miss:miss(not in cache); "
+        "fetch:fetch; deliver:stream"
     )
     r = edge.get("/simple/gamma/", headers={"Pkgedge-Trace": "1"})
     assert r.headers["pkgedge-trace"] == (
-        "hash:key(/simple/gamma/); lookup:; hit:fresh(fresh); deliver:stored"
+        "recv:rule@20(lookup); hash:key(/simple/gamma/); lookup:; hit:fresh(fresh); deliver:stored"
     )
     r = edge.get("/simple/gamma/", headers={"Pkgedge-Trace": "1", "Cache-Control": "no-cache"})
     assert "hit:revalidate(request-no-cache); miss:revalidate" in r.headers["pkgedge-trace"]

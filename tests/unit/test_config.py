@@ -130,3 +130,16 @@ def test_http2_option_from_flag_env_and_file(tmp_path: Path) -> None:
     assert _build(config=str(cfg)).http2 is False
     with pytest.raises(ConfigError, match=r"PKGEDGE_HTTP2.*not a boolean"):
         _build(env={"PKGEDGE_HTTP2": "maybe"})
+
+
+def test_backends_the_rules_may_choose() -> None:
+    from pkgedge.config import ConfigError, parse_backends
+
+    assert parse_backends("mirror=http://10.0.0.2/simple, archive=https://a.test/idx/") == {
+        "mirror": "http://10.0.0.2/simple/",
+        "archive": "https://a.test/idx/",
+    }
+    assert parse_backends({"files": "http://f.test/"}) == {"files": "http://f.test/"}
+    for bad in ("origin=http://a.test/", "two words=http://a.test/", "x=ftp://a.test/"):
+        with pytest.raises(ConfigError):
+            parse_backends(bad)

@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
         "pkgedge.app",
         "pkgedge.cli",
         "pkgedge.cliparts",
+        "pkgedge.configcmd",
         "pkgedge.up",
         "pkgedge.index.run",
         "pkgedge.__main__",

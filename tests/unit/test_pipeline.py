@@ -99,7 +99,8 @@ def test_trace_lists_each_phase(edge: tuple[Pipeline, MemoryOrigin]) -> None:
     origin.add("/simple/a/", headers=PAGE, body=BODY)
     _, h, _ = run(get(pipeline, "/simple/a/", pkgedge_trace="1"))
     assert h["pkgedge-trace"] == (
-        "hash:key(/simple/a/); lookup:; miss:miss(not in cache); fetch:fetch; deliver:stream"
+        "recv:rule@20(lookup); hash:key(/simple/a/); lookup:; miss:miss(not in cache); "
+        "fetch:fetch; deliver:stream"
     )
 
 

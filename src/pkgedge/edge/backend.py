@@ -67,6 +67,8 @@ class Backend:
         self.settings = settings
         self.store = store
         self.rewriter = Rewriter(settings.upstream)
+        #: named backends the rules may choose (``set req.backend``, ``restart "name"``)
+        self.named = {name: Rewriter(url) for name, url in settings.backends.items()}
         self._pools: dict[str, UpstreamPool] = {}
         self._hosts: set[str] = set()
 
@@ -74,8 +76,16 @@ class Backend:
         return f"<Backend {self.settings.upstream} pools={list(self._pools.values())!r}>"
 
     # -- routes --------------------------------------------------------------------------
-    def route(self, path: str) -> tuple[str, str] | None:
-        """(origin, target) to fetch for a cache path; None if this edge does not serve it."""
+    def route(self, path: str, backend: str = "") -> tuple[str, str] | None:
+        """(origin, target) to fetch for a cache path; None if this edge does not serve it.
+        ``backend`` names one of ``settings.backends`` ("" or "origin": the upstream); a file
+        path on another backend is fetched there at the same path."""
+        named = self.named.get(backend) if backend else None
+        if named is not None:
+            if path.startswith(FILE_PREFIX):
+                rest = path[len(FILE_PREFIX) :].partition("/")[2].partition("/")[2]
+                return f"{named.scheme}://{named.netloc}", "/" + rest
+            return named.upstream_url(path)
         route = self.rewriter.upstream_url(path)
         if route is None:
             return None

@@ -10,8 +10,10 @@ if TYPE_CHECKING:
     from pkgedge.cache.entry import Entry
     from pkgedge.cache.policy import RequestDirectives
     from pkgedge.edge.busy import BusyObject
+    from pkgedge.edge.ruleset import Ruleset
     from pkgedge.http.headers import Headers
     from pkgedge.http.request import Request
+    from pkgedge.rules import Env
     from pkgedge.upstream.client import UpstreamResponse
 
 
@@ -31,16 +33,20 @@ class Ctx:
     """The request, the client, and every decision taken so far."""
 
     __slots__ = (
+        "backend",
+        "body",
         "cache_status",
         "ckey",
         "client",
         "collapsed",
         "entry",
+        "env",
         "error",
         "fill",
         "fresh_hit",
         "generation",
         "holds_fetch",
+        "log_lines",
         "now",
         "origin",
         "pass_headers",
@@ -49,7 +55,11 @@ class Ctx:
         "primary",
         "rd",
         "req",
+        "resp_edits",
+        "resp_status",
         "response",
+        "restarts",
+        "ruleset",
         "sent",
         "stale",
         "started",
@@ -60,13 +70,24 @@ class Ctx:
         "vkey",
     )
 
-    def __init__(self, req: Request, client: Client, now: float, started: float) -> None:
+    def __init__(
+        self, req: Request, client: Client, now: float, started: float, ruleset: Ruleset
+    ) -> None:
         self.req = req
         self.client = client
         self.now = now  # wall clock when the request began (ages, TTLs, buckets)
         self.started = started  # monotonic, for the duration in the log
         self.phase = Phase.RECV
         self.trace: Trace | None = Trace() if "pkgedge-trace" in req.map else None
+        self.ruleset = ruleset  # the configuration this request runs, start to end
+        self.env: Env | None = None  # the rules' view of it (edge/rulesrun.py)
+        self.backend = ""  # the backend the rules chose ("": the configured upstream)
+        self.restarts = 0
+        self.log_lines: list[str] = []  # the rules' log lines
+        self.reset()
+
+    def reset(self) -> None:
+        """Every decision back to none (a new request, or a restart)."""
         self.path = ""  # the cache path: normalised target (cache.keys.cache_path)
         self.origin = ""  # the origin (scheme://host:port) and target fetched there
         self.target = ""
@@ -88,6 +109,14 @@ class Ctx:
         self.cache_status = ""
         self.status = 0
         self.sent = 0
+        self.body: str | None = None  # a synthetic body the rules gave
+        self.resp_edits: list[tuple[str, str, str]] | None = None  # (op, name, value)
+        self.resp_status = 0  # a status the rules set in deliver/error (0: none)
+
+    def reset_for_restart(self) -> None:
+        """``restart``: again from recv, with the request as the rules left it."""
+        self.restarts += 1
+        self.reset()
 
     def __repr__(self) -> str:
         return f"<Ctx {self.req.method} {self.req.target} phase={self.phase.value}>"

@@ -20,6 +20,7 @@ from pkgedge.config import EdgeSettings
 from pkgedge.edge.busy import BusyObject, State
 from pkgedge.edge.context import Client, Ctx
 from pkgedge.edge.fastpath import HotHits
+from pkgedge.edge.rulesrun import edited
 from pkgedge.errors import PkgedgeError
 from pkgedge.http import response as dl
 from pkgedge.http.headers import Headers, as_map
@@ -112,6 +113,8 @@ class Delivery:
         ):
             coding = dl.choose_encoding(req.map.get("accept-encoding"))
         headers = dl.representation(entry.headers, coding)
+        if ctx.resp_edits:
+            headers = edited(headers, ctx.resp_edits)
         # Validators are those of the representation this request would get (an encoded
         # body has its own ETag), so the client's If-None-Match is compared with that.
         if 200 <= entry.status < 300 and policy.client_not_modified(
@@ -130,7 +133,7 @@ class Delivery:
             client.write(head)
             ctx.status, ctx.sent = 304, len(head)
             return
-        status = entry.status
+        status = ctx.resp_status or entry.status
         first, last = 0, size - 1
         if rng is not None:
             first, last = rng
@@ -143,7 +146,9 @@ class Delivery:
                 body = body[first : last + 1]
             prefix = dl.head_prefix(status, headers)
             if ctx.fresh_hit and ctx.trace is None:
-                # a plain fresh hit: written the way the fast path will replay it
+                # a plain fresh hit: written the way the fast path will replay it (rules that
+                # change a hit's fields do it alike for every request of one shape when the
+                # fast path is on: see Ruleset.fast)
                 ttl = int(entry.ttl(now))
                 ctx.cache_status = f"pkgedge; hit; ttl={ttl}"
                 head = dl.hit_head(prefix, age, ttl, len(body), close)
@@ -196,7 +201,9 @@ class Delivery:
         req, client = ctx.req, ctx.client
         length = fill.length
         headers = dl.representation(fill.headers, None)
-        status = fill.status
+        if ctx.resp_edits:
+            headers = edited(headers, ctx.resp_edits)
+        status = ctx.resp_status or fill.status
         first, end = 0, length
         if (
             length is not None
@@ -234,9 +241,12 @@ class Delivery:
         clen = rmap.get("content-length")
         no_body = req.method == "HEAD" or resp.status in (204, 304)
         length = int(clen) if clen and clen.isdigit() else (0 if no_body else None)
+        pass_headers = (
+            edited(ctx.pass_headers, ctx.resp_edits) if ctx.resp_edits else ctx.pass_headers
+        )
         head = dl.response_head(
-            resp.status,
-            [*ctx.pass_headers, *self._trace_fields(ctx)],
+            ctx.resp_status or resp.status,
+            [*pass_headers, *self._trace_fields(ctx)],
             length=length,
             age=None,
             cache_status=ctx.cache_status,

@@ -45,7 +45,7 @@ class HotHits:
 
     def __init__(self, generation: Sequence[int]) -> None:
         self._generation = generation
-        self._memo: dict[tuple[str, str | None, str | None], Memo] = {}
+        self._memo: dict[tuple[object, ...], Memo] = {}
 
     def __repr__(self) -> str:
         return f"<HotHits memos={len(self._memo)} generation={self._generation[0]}>"
@@ -58,6 +58,12 @@ class HotHits:
 
     def remember(self, ctx: Ctx, entry: Entry, prefix: bytes, coding: str | None) -> None:
         """Called by delivery after writing a fresh hit with an in-memory body."""
+        key = ctx.req.shape  # as find() saw the request, before any rule changed it
+        if key is None:
+            return
+        env = ctx.env
+        if env is not None and (env.effects or ctx.restarts or ctx.log_lines):
+            return  # the rules did something for this request that a replay would not
         m = ctx.req.map
         if ctx.vkey != ctx.primary and ctx.vkey != secondary_key(
             ctx.primary, ("accept",), m, ctx.path
@@ -65,15 +71,20 @@ class HotHits:
             return  # varies on more than Accept: the memo's key could not tell variants apart
         if len(self._memo) >= _MAX:
             self._memo.clear()
-        key = (ctx.req.target, m.get("accept"), m.get("accept-encoding"))
         self._memo[key] = (ctx.generation, entry, prefix, entry.objid + (coding or ""))
 
-    def find(self, req: Request) -> Memo | None:
-        """The memo for this request, if it may answer it."""
+    def find(self, req: Request, inputs: tuple[object, ...] | None = None) -> Memo | None:
+        """The memo for this request, if it may answer it. ``inputs``: the values of what
+        the rules read besides the request's shape (see :class:`~pkgedge.edge.ruleset.Ruleset`)."""
         m = req.map
         if req.method != "GET" or not BLOCKERS.isdisjoint(m):
             return None
-        memo = self._memo.get((req.target, m.get("accept"), m.get("accept-encoding")))
+        key = req.shape = (
+            (req.target, m.get("accept"), m.get("accept-encoding"))
+            if inputs is None
+            else (req.target, m.get("accept"), m.get("accept-encoding"), inputs)
+        )
+        memo = self._memo.get(key)
         if memo is None or memo[0] != self._generation[0]:
             return None
         return memo

@@ -23,6 +23,7 @@ from pkgedge.cache.keys import vary_names
 from pkgedge.cache.store import Store
 from pkgedge.edge.backend import Backend
 from pkgedge.edge.busy import BusyObject, BusyState, State
+from pkgedge.edge.rulesrun import FetchHook, FetchRuling, RuleAnswer
 from pkgedge.errors import PkgedgeError, UpstreamError
 from pkgedge.http.headers import Headers, as_map
 from pkgedge.stats.counters import Counters
@@ -46,6 +47,7 @@ class FetchSpec:
     req_map: dict[str, str]  # the client's request fields (storability, Vary)
     stale: Entry | None  # the object being revalidated
     stale_key: bytes | None  # its variant key
+    on_response: FetchHook | None = None  # the rules' fetch sub (edge/rulesrun.py)
 
 
 def new_objid() -> str:
@@ -110,6 +112,7 @@ class Fill(BusyState):
         self.req_map = spec.req_map
         self.stale = spec.stale
         self.stale_key = spec.stale_key
+        self.on_response = spec.on_response
         self._pass: UpstreamResponse | None = None
         self._event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -137,6 +140,9 @@ class Fill(BusyState):
         fills.fetching += 1
         try:
             await self._fetch()
+        except RuleAnswer as exc:  # the rules answered instead of the origin
+            self.error = exc
+            self.state = State.FAILED
         except (PkgedgeError, OSError) as exc:
             self.error = exc
             self.state = State.FAILED
@@ -196,9 +202,26 @@ class Fill(BusyState):
             # another representation made this an unconditional refetch)
             resp.close()
             raise UpstreamError(f"origin answered {resp.status}")
+        fr = policy.freshness(
+            resp.status, rmap, response_time=response_time, default_ttl=fills.default_ttl
+        )
+        ruling: FetchRuling | None = None
+        if self.on_response is not None:
+            try:
+                ruling = self.on_response(resp.status, resp.headers, (fr.lifetime, fr.swr, fr.sie))
+            except RuleAnswer:
+                resp.close()
+                raise
+            resp.headers = ruling.headers
+            rmap = as_map(resp.headers)
         ok, why = policy.storable(
             "GET", resp.status, self.req_map, rmap, default_ttl=fills.default_ttl
         )
+        if ruling is not None:
+            if ruling.uncacheable:
+                ok, why = False, "rules"
+            elif not ok and why == "no-freshness" and (ruling.ttl or 0) > 0:
+                ok = True  # the rules gave it a lifetime
         if not ok:
             # not stored: the one client it goes to gets every end-to-end field (Set-Cookie
             # included), minus the edge-only ones
@@ -222,22 +245,26 @@ class Fill(BusyState):
             body = backend.rewrite_page(body, ctype, page_url)
             self.length = len(body)
         await self._write_body(resp, body)
-        fr = policy.freshness(
-            resp.status, rmap, response_time=response_time, default_ttl=fills.default_ttl
-        )
+        lifetime, swr, sie = fr.lifetime, fr.swr, fr.sie
+        keys = rmap.get("surrogate-key", "").split()
+        if ruling is not None:
+            lifetime = lifetime if ruling.ttl is None else ruling.ttl
+            swr = swr if ruling.swr is None else ruling.swr
+            sie = sie if ruling.sie is None else ruling.sie
+            keys.extend(k for k in ruling.keys if k not in keys)
         entry = Entry(
             self.objid,
             resp.status,
             self.headers,
             response_time=response_time,
             initial_age=self.initial_age,
-            lifetime=fr.lifetime,
-            swr=fr.swr,
-            sie=fr.sie,
+            lifetime=lifetime,
+            swr=swr,
+            sie=sie,
             must_revalidate=fr.must_revalidate,
             no_cache=fr.no_cache,
             size=self.written,
-            keys=rmap.get("surrogate-key", "").split(),
+            keys=keys,
         )
         vkey = self.store.variant_key(self.primary, rmap.get("vary"), self.req_map, self.path)
         self.store.commit(self.primary, vkey, entry, vary_names(rmap.get("vary")), self._tmp)

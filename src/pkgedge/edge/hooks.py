@@ -14,13 +14,16 @@ if TYPE_CHECKING:
 
 #: A log subscriber: (request, status, bytes sent, cache status, duration in seconds).
 LogHook = Callable[["Request", int, int, str, float], None]
+#: A subscriber to the rules' ``log`` lines: (request, the lines).
+RulesLogHook = Callable[["Request", list[str]], None]
 
 
 class Hooks:
-    """Subscribers to pipeline events. Today one event: a request was answered."""
+    """Subscribers to pipeline events: a request was answered; the rules logged lines."""
 
     def __init__(self) -> None:
         self._log: list[LogHook] = []
+        self._rules_log: list[RulesLogHook] = []
 
     @property
     def active(self) -> bool:
@@ -32,6 +35,13 @@ class Hooks:
     def log(self, req: Request, status: int, sent: int, cache_status: str, duration: float) -> None:
         for hook in self._log:
             hook(req, status, sent, cache_status, duration)
+
+    def on_rules_log(self, hook: RulesLogHook) -> None:
+        self._rules_log.append(hook)
+
+    def rules_log(self, req: Request, lines: list[str]) -> None:
+        for hook in self._rules_log:
+            hook(req, lines)
 
 
 class RequestLog:
@@ -65,6 +75,14 @@ class RequestLog:
         self._buf.append(json.dumps(record, separators=(",", ":")))
         if len(self._buf) >= 256 or time.monotonic() - self._last > 1.0:
             self.flush()
+
+    def rules_lines(self, req: Request, lines: list[str]) -> None:
+        """The rules' ``log`` lines, one record each (``"rules"`` holds the text)."""
+        now = round(time.time(), 3)
+        for line in lines:
+            record = {"time": now, "client": req.client, "method": req.method}
+            record.update(path=req.target, rules=line)
+            self._buf.append(json.dumps(record, separators=(",", ":")))
 
     def flush(self) -> None:
         self._last = time.monotonic()

@@ -32,15 +32,18 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.RECV: frozenset({Phase.HASH, Phase.PASS, Phase.ERROR}),
     Phase.HASH: frozenset({Phase.LOOKUP, Phase.ERROR}),
     Phase.LOOKUP: frozenset({Phase.HIT, Phase.MISS, Phase.ERROR}),
-    # a hit may still need the origin: a revalidation (stale, or the client said no-cache)
-    Phase.HIT: frozenset({Phase.DELIVER, Phase.MISS, Phase.ERROR}),
+    # a hit may still need the origin: a revalidation (stale, or the client said no-cache),
+    # or a private fetch (the rules said return(pass))
+    Phase.HIT: frozenset({Phase.DELIVER, Phase.MISS, Phase.PASS, Phase.ERROR}),
     # the origin fetch cap may be reached: a stale object is delivered instead, or an error
-    Phase.MISS: frozenset({Phase.FETCH, Phase.DELIVER, Phase.ERROR}),
+    Phase.MISS: frozenset({Phase.FETCH, Phase.DELIVER, Phase.PASS, Phase.ERROR}),
     Phase.PASS: frozenset({Phase.FETCH, Phase.ERROR}),
-    # a fetch that fails may deliver a stale object (stale-if-error) or an error
-    Phase.FETCH: frozenset({Phase.DELIVER, Phase.ERROR}),
-    Phase.DELIVER: frozenset({Phase.LOG}),
-    Phase.ERROR: frozenset({Phase.DELIVER}),
+    # a fetch that fails may deliver a stale object (stale-if-error) or an error; the rules
+    # may restart the request (at most max_restarts times)
+    Phase.FETCH: frozenset({Phase.DELIVER, Phase.ERROR, Phase.RECV}),
+    # before anything is written: the rules may restart, or fail (a 503)
+    Phase.DELIVER: frozenset({Phase.LOG, Phase.ERROR, Phase.RECV}),
+    Phase.ERROR: frozenset({Phase.DELIVER, Phase.RECV}),
     Phase.LOG: frozenset({Phase.DONE}),
     Phase.DONE: frozenset(),
 }

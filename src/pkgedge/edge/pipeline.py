@@ -23,6 +23,7 @@ from pkgedge.edge.hooks import Hooks
 from pkgedge.edge.phases import TRANSITIONS, Phase, TransitionError
 from pkgedge.edge.protect import Guard
 from pkgedge.edge.ruleset import Ruleset
+from pkgedge.edge.rulesrun import RuleLimiter
 from pkgedge.edge.steps import STEPS
 from pkgedge.errors import PkgedgeError
 from pkgedge.http.request import Request
@@ -56,6 +57,8 @@ class Pipeline:
         self.deliver = Delivery(settings, store, self.memory, counters, self.hot)
         #: the configuration every new request runs (see use_rules)
         self.ruleset = Ruleset.default()
+        self._tables_version = 0  # of the ruleset's tables when the memos were made
+        self.limiter = RuleLimiter()  # the rules' named rate-limit counters
         self._slots = counters.slots
         self._i_hits = counters.index("hits")
         self._i_bytes = counters.index("bytes_to_clients")
@@ -66,6 +69,7 @@ class Pipeline:
     def use_rules(self, ruleset: Ruleset) -> None:
         """Run ``ruleset`` from the next request on (requests in flight finish on theirs)."""
         self.ruleset = ruleset
+        self._tables_version = ruleset.tables.version
         self.hot.clear()  # memos are what the old rules delivered
 
     # -- the fast path -------------------------------------------------------------------
@@ -77,7 +81,14 @@ class Pipeline:
             req.refusal = guard.admit(req, now)
             if req.refusal is not None:
                 return False  # recv answers it
-        memo = self.hot.find(req)
+        rs = self.ruleset
+        if not rs.fast:
+            return False
+        if rs.tables.version != self._tables_version:  # a table was replaced live
+            self._tables_version = rs.tables.version
+            self.hot.clear()
+            return False
+        memo = self.hot.find(req, rs.inputs(req) if rs.inputs_read else None)
         if memo is None:
             return False
         _, entry, prefix, mkey = memo
@@ -101,7 +112,7 @@ class Pipeline:
 
     # -- the loop ------------------------------------------------------------------------
     async def handle(self, req: Request, client: Client) -> None:
-        ctx = Ctx(req, client, time.time(), time.monotonic())
+        ctx = Ctx(req, client, time.time(), time.monotonic(), self.ruleset)
         await self.run(ctx)
 
     async def run(self, ctx: Ctx) -> None:

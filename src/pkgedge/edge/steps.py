@@ -11,17 +11,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from pkgedge.cache import fields, policy
-from pkgedge.cache.entry import Entry
-from pkgedge.cache.invalidate import invalidated_paths
-from pkgedge.cache.keys import FILE_ROUTES, cache_path, simple_variant
+from pkgedge.cache import policy
+from pkgedge.cache.keys import cache_path
+from pkgedge.edge import fetching as fe
+from pkgedge.edge import rulesrun as rr
 from pkgedge.edge.busy import BusyObject, State
 from pkgedge.edge.context import Ctx
-from pkgedge.edge.fill import ORIGIN_ERRORS, FetchSpec, RemoteFill
+from pkgedge.edge.fill import RemoteFill
 from pkgedge.edge.phases import Phase
-from pkgedge.errors import PkgedgeError, UpstreamError
 from pkgedge.http.headers import as_map
-from pkgedge.http.response import error_response
+from pkgedge.http.response import error_response, response_head
+from pkgedge.rules import Kind
 
 if TYPE_CHECKING:
     from pkgedge.edge.pipeline import Pipeline
@@ -30,7 +30,7 @@ Step = Callable[["Pipeline", Ctx], Awaitable[Phase]]
 
 
 async def recv(p: Pipeline, ctx: Ctx) -> Phase:
-    """Admission (protection), routing, and lookup-or-pass by method."""
+    """Admission (protection), the recv rules, routing, and lookup-or-pass by method."""
     req = ctx.req
     refusal = req.refusal
     if refusal is None and p.guard is not None and not req.spec:
@@ -40,8 +40,16 @@ async def recv(p: Pipeline, ctx: Ctx) -> Phase:
         ctx.status, ctx.cache_status = int(refusal[9:12]), "refused"
         ctx.decide("refused", req.note)
         return Phase.ERROR
+    wanted = None
+    if ctx.ruleset.rules.runners["recv"] is not None:
+        out = rr.run(p, ctx, "recv")
+        rr.apply_request(ctx)
+        if out is not None:
+            if out.kind in rr.ANSWERS:
+                return rr.answer(ctx, out)
+            wanted = out.kind
     ctx.path = path = cache_path(req.target)
-    route = p.backend.route(path)
+    route = p.backend.route(path, ctx.backend)
     if route is None:
         p.counters.add("client_errors")
         return ctx.fail(404, "not found: this edge serves only its index")
@@ -49,13 +57,28 @@ async def recv(p: Pipeline, ctx: Ctx) -> Phase:
     if req.method not in ("GET", "HEAD"):
         ctx.decide("pass", f"method {req.method}")
         return Phase.PASS
+    if wanted is Kind.PASS:
+        ctx.decide("pass", "rules: return(pass)")
+        return Phase.PASS
     return Phase.HASH
 
 
 async def hash_(p: Pipeline, ctx: Ctx) -> Phase:
-    """The primary cache key: the normalised path (Vary picks a variant at lookup)."""
-    ctx.primary = ctx.path.encode()
-    ctx.decide("key", ctx.path)
+    """The primary cache key: the normalised path and what the rules' hash_data(...) added
+    (Vary picks a variant at lookup)."""
+    key = ctx.path
+    if ctx.ruleset.rules.runners["hash"] is not None:
+        out = rr.run(p, ctx, "hash")
+        env = ctx.env
+        assert env is not None
+        rr.apply_request(ctx)
+        if out is not None and out.kind in rr.ANSWERS:
+            return rr.answer(ctx, out)
+        if env.hash_parts:
+            key = "\x00".join([ctx.path, *env.hash_parts])
+            env.hash_parts.clear()
+    ctx.primary = key.encode()
+    ctx.decide("key", key.replace("\x00", " + "))
     return Phase.LOOKUP
 
 
@@ -77,7 +100,7 @@ async def hit(p: Pipeline, ctx: Ctx) -> Phase:
     assert entry is not None and ctx.rd is not None
     age = entry.age(ctx.now)
     verdict, why = policy.lookup_verdict(
-        age, freshness(entry), ctx.rd, soft_purged=entry.soft_purged
+        age, fe.freshness(entry), ctx.rd, soft_purged=entry.soft_purged
     )
     if entry.soft_purged and verdict is policy.Verdict.STALE_REVALIDATE_BACKGROUND:
         # A soft purge says "this changed": revalidate now so the change is visible at once;
@@ -85,6 +108,21 @@ async def hit(p: Pipeline, ctx: Ctx) -> Phase:
         verdict, why = policy.Verdict.REVALIDATE, "soft-purged"
     ctx.decide(verdict.name.lower(), why)
     ttl = int(entry.ttl(ctx.now))
+    if ctx.ruleset.rules.runners["hit"] is not None:
+        env = rr.env_of(p, ctx)
+        env.obj_status, env.obj_ttl, env.obj_age = entry.status, entry.ttl(ctx.now), age
+        env.obj_headers = as_map(entry.headers)
+        out = rr.run(p, ctx, "hit")
+        if out is not None:
+            if out.kind in rr.ANSWERS:
+                return rr.answer(ctx, out)
+            if out.kind is Kind.PASS:
+                ctx.entry = None
+                ctx.decide("pass", "rules: return(pass)")
+                return Phase.PASS
+            if out.kind is Kind.FETCH:
+                verdict, why = policy.Verdict.REVALIDATE, "rules: return(fetch)"
+                ctx.decide("revalidate", why)
     if verdict is policy.Verdict.FRESH:
         p.counters.add("hits")
         ctx.fresh_hit = True
@@ -92,8 +130,8 @@ async def hit(p: Pipeline, ctx: Ctx) -> Phase:
         return Phase.DELIVER
     if verdict is policy.Verdict.STALE_REVALIDATE_BACKGROUND:
         p.counters.add("stale")
-        if not p.fills.busy(collapse_key(ctx)):
-            start_fill(p, ctx, entry)
+        if not p.fills.busy(fe.collapse_key(ctx)):
+            fe.start_fill(p, ctx, entry)
         ctx.cache_status = f"pkgedge; hit; ttl={ttl}; detail=stale-while-revalidate"
         return Phase.DELIVER
     ctx.stale, ctx.entry = entry, None
@@ -106,12 +144,21 @@ async def miss(p: Pipeline, ctx: Ctx) -> Phase:
     ctx.decide(
         "revalidate" if ctx.stale is not None else "miss", "" if ctx.stale else "not in cache"
     )
-    ckey = collapse_key(ctx)
+    if ctx.ruleset.rules.runners["miss"] is not None:
+        out = rr.run(p, ctx, "miss")
+        rr.apply_request(ctx)
+        if out is not None:
+            if out.kind in rr.ANSWERS:
+                return rr.answer(ctx, out)
+            if out.kind is Kind.PASS:
+                ctx.decide("pass", "rules: return(pass)")
+                return Phase.PASS
+    ckey = fe.collapse_key(ctx)
     fill: BusyObject | None = p.fills.join(ckey)
     if fill is None:
         if p.fills.fetching >= p.settings.max_origin_fetches:
-            return origin_busy(p, ctx)
-        fill = start_fill(p, ctx, ctx.stale)
+            return fe.origin_busy(p, ctx)
+        fill = fe.start_fill(p, ctx, ctx.stale)
         ctx.collapsed = isinstance(fill, RemoteFill)  # another worker fetches it
     else:
         ctx.collapsed = True
@@ -123,17 +170,22 @@ async def miss(p: Pipeline, ctx: Ctx) -> Phase:
 
 async def pass_(p: Pipeline, ctx: Ctx) -> Phase:
     """Not cacheable: this client's own fetch, within the origin fetch cap."""
-    return Phase.FETCH if _hold_fetch(p, ctx) else origin_busy(p, ctx)
+    if ctx.ruleset.rules.runners["pass"] is not None:
+        out = rr.run(p, ctx, "pass")
+        rr.apply_request(ctx)
+        if out is not None and out.kind in rr.ANSWERS:
+            return rr.answer(ctx, out)
+    return Phase.FETCH if fe.hold_fetch(p, ctx) else fe.origin_busy(p, ctx)
 
 
 async def fetch(p: Pipeline, ctx: Ctx) -> Phase:
     fill = ctx.fill
     if fill is None:
-        return await _pass_fetch(p, ctx)
+        return await fe.pass_fetch(p, ctx)
     ctx.decide("collapsed" if ctx.collapsed else "fetch")
     # with a stale copy to fall back on, wait for the whole new body: an origin that dies
     # mid-response then gets the stale copy served, never a truncated one
-    fallback = ctx.stale is not None and _stale_reason(p, ctx, ctx.stale) is not None
+    fallback = ctx.stale is not None and fe.stale_reason(p, ctx, ctx.stale) is not None
     while fill.state is State.PENDING or (fallback and fill.state is State.STREAMING):
         await fill.wait_progress()
     detail = "; detail=collapsed" if ctx.collapsed else ""
@@ -145,7 +197,9 @@ async def fetch(p: Pipeline, ctx: Ctx) -> Phase:
         ctx.cache_status = f"pkgedge; fwd=stale; fwd-status=304; ttl={ttl}{detail}"
         return Phase.DELIVER
     if fill.state is State.FAILED:
-        return origin_failed(p, ctx, fill.error)
+        if isinstance(fill.error, rr.RuleAnswer):
+            return rr.fetch_outcome(p, ctx, fill.error)
+        return fe.origin_failed(p, ctx, fill.error)
     if fill.state is State.PASS:
         resp = fill.take_pass()
         if resp is not None:
@@ -154,18 +208,22 @@ async def fetch(p: Pipeline, ctx: Ctx) -> Phase:
             ctx.cache_status = f"pkgedge; fwd=miss; detail={fill.why}"
             return Phase.DELIVER
         ctx.decide("pass", "not storable; own fetch")  # another waiter took the response
-        return await _own_fetch(p, ctx)
+        return await fe.own_fetch(p, ctx)
     if fill.state is State.GONE:
-        if ctx.stale is not None and (fresh := _refreshed(p, ctx)) is not None:
+        if ctx.stale is not None and (fresh := fe.refreshed(p, ctx)) is not None:
             ctx.entry = fresh  # another worker's fill revalidated it (304)
             ctx.cache_status = f"pkgedge; hit; ttl={int(fresh.ttl(now))}; detail=collapsed"
             return Phase.DELIVER
-        return await _own_fetch(p, ctx)
+        return await fe.own_fetch(p, ctx)
     ctx.cache_status = f"pkgedge; fwd=miss; stored{detail}"
     return Phase.DELIVER
 
 
 async def deliver(p: Pipeline, ctx: Ctx) -> Phase:
+    if ctx.synthetic is None and ctx.ruleset.rules.runners["deliver"] is not None:
+        nxt = rr.deliver_rules(p, ctx)
+        if nxt is not None:
+            return nxt
     if ctx.trace is not None:
         what = "synthetic" if ctx.synthetic is not None else "stored" if ctx.entry else None
         ctx.decide(what or ("relay" if ctx.response is not None else "stream"))
@@ -174,20 +232,70 @@ async def deliver(p: Pipeline, ctx: Ctx) -> Phase:
 
 
 async def error(p: Pipeline, ctx: Ctx) -> Phase:
-    """Build the synthetic response (a refusal is already built)."""
-    if ctx.synthetic is None:
-        status, reason, extra = ctx.error or (500, "internal error", [])
-        ctx.synthetic = error_response(status, reason, close=not ctx.req.keep_alive, extra=extra)
-        ctx.status = status
-        ctx.cache_status = ctx.cache_status or "error"
+    """Build the synthetic response (a refusal is already built); the error rules may
+    change its status, fields and body, or restart."""
+    if ctx.synthetic is not None:
+        return Phase.DELIVER
+    status, reason, extra = ctx.error or (500, "internal error", [])
+    ctx.cache_status = ctx.cache_status or "error"
+    if ctx.ruleset.rules.runners["error"] is not None:
+        env = rr.env_of(p, ctx)
+        env.resp_status = status
+        env.resp_headers = dict(extra)
+        env.edits.clear()
+        out = rr.run(p, ctx, "error")
+        if out is not None:
+            if out.kind is Kind.RESTART:
+                return rr.restart(p, ctx, out)
+            if out.kind is Kind.SYNTHETIC:
+                status, ctx.body, extra = out.status, out.body, list(out.headers)
+            elif out.kind is Kind.REDIRECT:
+                status, extra = out.status, [("location", out.location)]
+                reason, ctx.body = f"see {out.location}", None
+        rr.take_response_edits(ctx)
+        status = ctx.resp_status or status
+        if ctx.resp_edits:
+            extra = rr.edited(extra, ctx.resp_edits)
+    close = not ctx.req.keep_alive
+    if ctx.trace is not None:  # what the phases decided up to here
+        extra = [*extra, ("pkgedge-trace", ctx.trace.header())]
+    if ctx.body is None:
+        ctx.synthetic = error_response(status, reason, close=close, extra=extra)
+    else:
+        body = ctx.body.encode("utf-8")
+        fields = (
+            extra
+            if any(n == "content-type" for n, _ in extra)
+            else [
+                ("content-type", "text/plain; charset=utf-8"),
+                *extra,
+            ]
+        )
+        head = response_head(
+            status,
+            fields,
+            length=len(body),
+            age=None,
+            cache_status="pkgedge; fwd=bypass",
+            close=close,
+        )
+        ctx.synthetic = head + (b"" if ctx.req.method == "HEAD" else body)
+    ctx.status = status
     return Phase.DELIVER
 
 
 async def log(p: Pipeline, ctx: Ctx) -> Phase:
     p.counters.add("bytes_to_clients", ctx.sent)
+    if ctx.ruleset.rules.runners["log"] is not None:
+        env = rr.env_of(p, ctx)
+        env.resp_status, env.cache_state = ctx.status, rr.cache_state(ctx)
+        if rr.run(p, ctx, "log") is not None:  # pragma: no cover - log allows no action
+            pass
     p.account(
         ctx.req, ctx.status, ctx.sent, ctx.cache_status, ctx.now, time.monotonic() - ctx.started
     )
+    if ctx.log_lines:
+        p.hooks.rules_log(ctx.req, ctx.log_lines)
     return Phase.DONE
 
 
@@ -203,138 +311,3 @@ STEPS: dict[Phase, Step] = {
     Phase.ERROR: error,
     Phase.LOG: log,
 }
-
-
-# -- helpers of the steps ---------------------------------------------------------------
-def freshness(entry: Entry) -> policy.Freshness:
-    return policy.Freshness(
-        lifetime=entry.lifetime,
-        swr=entry.swr,
-        sie=entry.sie,
-        must_revalidate=entry.must_revalidate,
-        no_cache=entry.no_cache,
-        heuristic=False,
-        source="stored",
-    )
-
-
-def _stale_reason(p: Pipeline, ctx: Ctx, stale: Entry) -> str | None:
-    """May ``stale`` answer if the origin fails: "stale-if-error", "grace" or None."""
-    s = p.settings
-    grace = s.grace_immutable if ctx.path.startswith(FILE_ROUTES) else s.grace
-    return policy.stale_on_error(stale.age(time.time()), freshness(stale), grace)
-
-
-def origin_failed(p: Pipeline, ctx: Ctx, err: BaseException | None) -> Phase:
-    """The origin failed (unreachable, timed out, 5xx, cut mid-response): serve the stale
-    copy within stale-if-error or the grace; 504 if it must be revalidated; else the error."""
-    stale = ctx.stale
-    if stale is not None and (why := _stale_reason(p, ctx, stale)) is not None:
-        p.counters.add("stale")
-        ctx.decide(why, str(err or "fetch failed"))
-        ctx.entry = stale
-        ttl = int(stale.ttl(time.time()))
-        ctx.cache_status = f"pkgedge; fwd=stale; ttl={ttl}; detail={why}"
-        return Phase.DELIVER
-    ctx.decide("origin-error", str(err or "fetch failed"))
-    if stale is not None and (stale.must_revalidate or stale.no_cache):
-        return ctx.fail(
-            504, f"upstream error and the cached copy must be revalidated: {err or 'fetch failed'}"
-        )
-    return ctx.fail(getattr(err, "status", 502), f"upstream error: {err or 'fetch failed'}")
-
-
-def _refreshed(p: Pipeline, ctx: Ctx) -> Entry | None:
-    _, entry = p.store.lookup(ctx.primary, ctx.req.map, ctx.path)
-    return entry if entry is not None and entry.ttl(time.time()) > 0 else None
-
-
-def collapse_key(ctx: Ctx) -> bytes:
-    """Misses collapse on the variant key; the simple API's two variants never share one."""
-    ckey = ctx.ckey = ctx.vkey
-    if ckey == ctx.primary and ctx.path.startswith("/simple"):
-        ctx.ckey = ckey + b"\x00" + simple_variant(ctx.req.map.get("accept")).encode()
-    return ctx.ckey
-
-
-def start_fill(p: Pipeline, ctx: Ctx, stale: Entry | None) -> BusyObject:
-    return p.fills.start(
-        FetchSpec(
-            ctx.ckey,
-            ctx.primary,
-            ctx.path,
-            (ctx.origin, ctx.target),
-            p.backend.fill_headers(ctx.req, ctx.path),
-            dict(ctx.req.map),
-            stale,
-            ctx.vkey if stale is not None else None,
-        )
-    )
-
-
-def origin_busy(p: Pipeline, ctx: Ctx) -> Phase:
-    """The origin fetch cap is reached: protect the origin, never queue without bound.
-    Serve what we have (stale), or 503 with Retry-After."""
-    p.counters.add("origin_busy")
-    ctx.decide("origin-busy")
-    if ctx.stale is not None:
-        p.counters.add("stale")
-        ctx.entry = ctx.stale
-        ttl = int(ctx.stale.ttl(time.time()))
-        ctx.cache_status = f"pkgedge; hit; ttl={ttl}; detail=origin-busy"
-        return Phase.DELIVER
-    ctx.cache_status = "pkgedge; fwd=bypass; detail=origin-busy"
-    return ctx.fail(503, "the origin is busy: try again shortly", [("retry-after", "5")])
-
-
-def _hold_fetch(p: Pipeline, ctx: Ctx) -> bool:
-    """Count this request's own origin fetch against the cap (released when it ends);
-    False when the cap is reached."""
-    if p.fills.fetching >= p.settings.max_origin_fetches:
-        return False
-    p.fills.fetching += 1
-    ctx.holds_fetch = True
-    return True
-
-
-async def _own_fetch(p: Pipeline, ctx: Ctx) -> Phase:
-    """A waiter whose fill ended without a shareable answer fetches for itself."""
-    return await _pass_fetch(p, ctx) if _hold_fetch(p, ctx) else origin_busy(p, ctx)
-
-
-async def _pass_fetch(p: Pipeline, ctx: Ctx) -> Phase:
-    req = ctx.req
-    p.counters.add("passes")
-    p.counters.add("origin_fetches")
-    try:
-        resp = await p.backend.pool(ctx.origin).request(
-            req.method,
-            ctx.target,
-            p.backend.origin_headers(req, fill=False),
-            req.body if req.body else None,
-        )
-    except PkgedgeError as exc:
-        p.counters.add("origin_errors")
-        return (
-            origin_failed(p, ctx, exc)
-            if ctx.stale
-            else ctx.fail(exc.status, f"upstream error: {exc}")
-        )
-    if ctx.stale is not None and resp.status in ORIGIN_ERRORS:
-        resp.close()  # never relay an error page in place of what is cached
-        return origin_failed(p, ctx, UpstreamError(f"origin answered {resp.status}"))
-    if paths := invalidated_paths(
-        req.method,
-        resp.status,
-        req.target,
-        as_map(resp.headers),
-        base=ctx.origin + ctx.target,
-        host=req.map.get("host"),
-        to_edge=p.backend.rewriter.to_edge,
-    ):
-        p.store.purge_keys([k.encode() for k in paths])  # RFC 9111 §4.4: changed by it
-    headers = fields.forwarded_fields(resp.headers, time.time())
-    ctx.pass_headers = p.backend.rewrite_location(headers, ctx.origin + ctx.target)
-    ctx.response = resp
-    ctx.cache_status = "pkgedge; fwd=bypass"
-    return Phase.DELIVER

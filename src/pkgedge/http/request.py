@@ -15,6 +15,7 @@ class Request:
         "method",
         "note",
         "refusal",
+        "shape",
         "spec",
         "target",
     )
@@ -48,6 +49,7 @@ class Request:
         self.spec = ""  # the rate-limit class it was charged under
         self.note = ""  # what protection decided, for the access log
         self.refusal: bytes | None = None  # a refusal decided before the pipeline ran
+        self.shape: tuple[object, ...] | None = None  # its key in the fast path's memo
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"

@@ -16,6 +16,7 @@ from importlib import resources
 
 from pkgedge.rules import nodes as n
 from pkgedge.rules.check import check
+from pkgedge.rules.effects import Effects, sub_effects
 from pkgedge.rules.env import Env, Kind, Outcome
 from pkgedge.rules.errors import RulesError, RulesRuntimeError
 from pkgedge.rules.exprs import MAX_STRING, Getter, capped, compile_expr, header_parts
@@ -47,7 +48,7 @@ class Rules:
     between requests and replace live.
     """
 
-    __slots__ = ("declared", "initial", "max_restarts", "name", "runners", "source")
+    __slots__ = ("declared", "effects", "initial", "max_restarts", "name", "runners", "source")
 
     def __init__(
         self,
@@ -57,8 +58,11 @@ class Rules:
         declared: dict[str, str],
         initial: dict[str, dict[str, str] | list[str]],
         max_restarts: int,
+        effects: dict[str, Effects] | None = None,
     ) -> None:
         self.name = name
+        #: per phase with a sub: what it reads, and whether it has side effects
+        self.effects = effects or {}
         self.source = source
         self.runners = runners
         self.declared = declared
@@ -99,14 +103,39 @@ def compile_rules(
         raise RulesError(sorted(parsed.diagnostics, key=lambda d: (d.span.line, d.span.column)))
     initial: dict[str, dict[str, str] | list[str]] = {}
     runners: dict[str, Runner | None] = dict.fromkeys(PHASES)
+    effects: dict[str, Effects] = {}
     for d in parsed.decls:
         if isinstance(d, n.TableDecl):
             initial[d.name] = {k.value: v.value for k, v in d.entries}
         elif isinstance(d, n.AclDecl):
             initial[d.name] = [e.value for e in d.entries]
-        elif d.body:  # an empty sub is no sub: the pipeline skips the phase's rules
+        elif d.body and not _default_only(d):
+            # an empty sub, or one that only returns the phase's default, is no sub: the
+            # pipeline skips the phase's rules
             runners[d.name] = _Compiler(d.name, max_restarts).sub(d.body)
-    return Rules(name, source, runners, declared, initial, max_restarts)
+            effects[d.name] = sub_effects(d.body)
+    return Rules(name, source, runners, declared, initial, max_restarts, effects)
+
+
+#: What each phase does when its sub ends without an action (recv's depends on the method).
+_DEFAULT_RETURN = {
+    "hash": "lookup",
+    "hit": "deliver",
+    "miss": "fetch",
+    "pass": "fetch",
+    "fetch": "deliver",
+    "deliver": "deliver",
+    "error": "deliver",
+}
+
+
+def _default_only(sub: n.Sub) -> bool:
+    body = sub.body
+    return (
+        len(body) == 1
+        and isinstance(body[0], n.Return)
+        and body[0].action == _DEFAULT_RETURN.get(sub.name)
+    )
 
 
 def _check_value(v: str, line: int, what: str) -> str:
@@ -324,6 +353,7 @@ class _Compiler:
         )  # fmt: skip
 
         def ratelimit(env: Env) -> Outcome | None:
+            env.effects += 1  # a token was taken: the next run may decide otherwise
             limiter = env.limiter
             if limiter is None or limiter(name, env.client_identity or env.client_ip, count, per):
                 return None

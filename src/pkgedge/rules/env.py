@@ -76,6 +76,7 @@ class Env:
         "client_identity",
         "client_ip",
         "edits",
+        "effects",
         "hash_parts",
         "limiter",
         "log_lines",
@@ -162,6 +163,9 @@ class Env:
         self.surrogate_keys: list[str] = []
         self.hash_parts: list[str] = []  # hash_data(...) in hash
         self.log_lines: list[str] = []
+        #: side effects run (rate-limit tokens taken): a run without any is a pure function
+        #: of what the subs read, which the edge's fast path relies on
+        self.effects = 0
         #: (phase, line, what) of each branch taken and action run, when tracing
         self.trace: list[tuple[str, int, str]] | None = [] if trace else None
 

@@ -34,6 +34,8 @@ COUNTERS: dict[str, str] = {
     "observed": "refusals not enforced because protection is in observe mode",
     "origin_busy": "misses answered stale or 503 because the origin fetch cap was reached",
     "timeouts": "connections ended by a deadline (head, body, slow reader)",
+    "rules_errors": "requests answered 503 because a rule failed at run time",
+    "restarts": "requests the rules restarted (restart, maybe on another backend)",
     "memory_objects": "objects in the memory tier (gauge)",
     "memory_bytes": "bytes in the memory tier (gauge)",
 }

@@ -1,0 +1,301 @@
+"""The rules language wired into the pipeline: each action in the phase it runs in, against
+an in-memory origin and client (both stores)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pkgedge.edge.pipeline import Pipeline
+from pkgedge.edge.ruleset import Ruleset
+from pkgedge.rules import compile_rules
+from support.memory import MemoryClient, MemoryOrigin, get, make_pipeline, request
+
+PAGE = [("content-type", "text/html"), ("cache-control", "max-age=600")]
+BODY = b"<html>" + b"x" * 2000 + b"</html>"
+
+
+@pytest.fixture(params=["disk", "memory"])
+def edge(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Pipeline, MemoryOrigin]:
+    return make_pipeline(tmp_path, store=request.param, backends="mirror=http://mirror.test/idx/")
+
+
+def use(pipeline: Pipeline, text: str, version: int = 2) -> Ruleset:
+    rs = Ruleset(compile_rules(text, backends=["origin", "mirror"]), version)
+    pipeline.use_rules(rs)
+    return rs
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def gets(pipeline: Pipeline, target: str, n: int, **h: str) -> list[Any]:
+    async def go() -> list[Any]:
+        return [await get(pipeline, target, **h) for _ in range(n)]
+
+    return run(go())  # type: ignore[no-any-return]
+
+
+def test_recv_redirects_a_renamed_project_without_the_origin(edge: Any) -> None:
+    pipeline, origin = edge
+    use(
+        pipeline,
+        'table renamed { "old-name": "new-name" }\n'
+        "sub recv {\n"
+        '  if (req.path ~ "^/simple/([^/]+)/$" && regsub(req.path, "^/simple/([^/]+)/$", "\\1")'
+        " in renamed) {\n"
+        '    redirect 301 "/simple/" + renamed[regsub(req.path, "^/simple/([^/]+)/$", "\\1")]'
+        ' + "/";\n  }\n}\n',
+    )
+    [(status, headers, _)] = gets(pipeline, "/simple/old-name/", 1)
+    assert status == 301 and headers["location"] == "/simple/new-name/"
+    assert origin.count == 0
+
+
+def test_recv_sets_a_request_field_and_rewrites_the_url(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/b/", headers=PAGE, body=BODY)
+    use(
+        pipeline,
+        'sub recv { set req.http.x-edge-note = "rules"; '
+        'if (req.path == "/simple/a/") { set req.url = "/simple/b/"; } }',
+    )
+    (s1, _, b1), (s2, h2, _) = gets(pipeline, "/simple/a/", 2)
+    assert (s1, s2) == (200, 200) and b1 == BODY
+    assert [t for _, t, _ in origin.requests] == ["/simple/b/"]  # one fetch: /a/ is /b/ now
+    assert origin.requests[0][2]["x-edge-note"] == "rules"
+    assert h2["cache-status"].startswith("pkgedge; hit")
+
+
+def test_block_and_a_named_rate_limit(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(
+        pipeline,
+        'acl bad { "127.0.0.0/8"; }\n'
+        'sub recv { if (req.path ~ "^/simple/blocked/" && client.ip in bad) '
+        '{ block "this address may not read that"; }\n'
+        '  if (req.path ~ "^/simple/a/") { ratelimit "pages" 2 per 1m; } }',
+    )
+    [(status, _, body)] = gets(pipeline, "/simple/blocked/", 1)
+    assert status == 403 and b"this address may not read that" in body
+    statuses = [s for s, _, _ in gets(pipeline, "/simple/a/", 3)]
+    assert statuses == [200, 200, 429]
+    assert origin.count == 1
+
+
+def test_synthetic_answer_with_fields_and_body(edge: Any) -> None:
+    pipeline, origin = edge
+    use(
+        pipeline,
+        'sub recv { if (req.path == "/simple/gone/") '
+        '{ synthetic 410 "removed by the index" with content-type = "text/plain", '
+        'x-why = "policy"; } }',
+    )
+    [(status, headers, body)] = gets(pipeline, "/simple/gone/", 1)
+    assert status == 410 and body == b"removed by the index"
+    assert headers["x-why"] == "policy" and origin.count == 0
+
+
+def test_hash_data_keeps_variants_apart(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(pipeline, 'sub hash { hash_data(req.http.x-tenant ?? ""); }')
+    gets(pipeline, "/simple/a/", 2, x_tenant="one")
+    gets(pipeline, "/simple/a/", 2, x_tenant="two")
+    assert origin.count == 2  # one fetch per tenant, each then a hit
+
+
+def test_hit_pass_fetches_privately(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(pipeline, 'sub hit { if (req.http.x-fresh == "1") { return(pass); } }')
+    gets(pipeline, "/simple/a/", 2)
+    assert origin.count == 1
+    [(status, headers, _)] = gets(pipeline, "/simple/a/", 1, x_fresh="1")
+    assert status == 200 and "fwd=bypass" in headers["cache-status"]
+    assert origin.count == 2
+
+
+def test_fetch_sets_ttl_keys_fields_and_pass(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=[("content-type", "text/html")], body=BODY)  # no freshness
+    origin.add("/simple/p/", headers=PAGE, body=BODY)
+    use(
+        pipeline,
+        "sub fetch {\n"
+        '  if (req.path == "/simple/a/") { set beresp.ttl = 5m; add surrogate_key "project-a";'
+        ' set beresp.http.x-stored-by = "rules"; }\n'
+        '  if (req.path == "/simple/p/") { return(pass); }\n}',
+    )
+    (_, h1, _), (_, h2, _) = gets(pipeline, "/simple/a/", 2)
+    assert h1["x-stored-by"] == "rules" and h2["cache-status"].startswith("pkgedge; hit; ttl=")
+    assert 290 < int(h2["cache-status"].rpartition("ttl=")[2]) <= 300
+    assert origin.count == 1
+    assert pipeline.store.purge_surrogate(["project-a"]) == 1
+    gets(pipeline, "/simple/a/", 1)
+    assert origin.count == 2
+    gets(pipeline, "/simple/p/", 2)
+    assert origin.count == 4  # not stored: every request fetches
+
+
+def test_deliver_fields_for_one_project_also_on_the_fast_path(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/six/", headers=[*PAGE, ("x-internal", "1")], body=BODY)
+    use(
+        pipeline,
+        'sub deliver { if (req.path ~ "^/simple/six/") { set resp.http.x-note = "hello"; '
+        "unset resp.http.x-internal; } }",
+    )
+    assert pipeline.ruleset.fast  # depends on the request's shape only
+    answers = gets(pipeline, "/simple/six/", 3)
+    for _, headers, _ in answers:
+        assert headers["x-note"] == "hello" and "x-internal" not in headers
+
+    async def fast() -> bool:
+        return pipeline.try_hit(request("/simple/six/"), MemoryClient())
+
+    assert run(fast())  # the third answer above came from the fast path, with the field
+
+
+def test_client_dependent_rules_key_the_fast_path_by_what_they_read(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(pipeline, "sub deliver { set resp.http.x-client = client.ip; }")
+    assert pipeline.ruleset.fast and pipeline.ruleset.inputs_read == ("client.ip",)
+
+    def from_(ip: str) -> Any:
+        req = request("/simple/a/")
+        req.client = ip
+        return req
+
+    async def go() -> list[tuple[bool, str]]:
+        out = []
+        for ip in ("127.0.0.1", "127.0.0.1", "127.0.0.1", "10.0.0.9", "10.0.0.9"):
+            client = MemoryClient()
+            req = from_(ip)
+            took = pipeline.try_hit(req, client)
+            if not took:
+                await pipeline.handle(req, client)
+            out.append((took, client.response()[1]["x-client"]))
+        return out
+
+    assert run(go()) == [
+        (False, "127.0.0.1"),  # miss
+        (False, "127.0.0.1"),  # hit through the phases, remembered
+        (True, "127.0.0.1"),  # replayed
+        (False, "10.0.0.9"),  # another client: not the first one's answer
+        (True, "10.0.0.9"),
+    ]
+    assert origin.count == 1
+
+
+def test_rules_reading_an_object_s_age_keep_hits_off_the_fast_path(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(pipeline, 'sub deliver { if (obj.age > 1h) { set resp.http.x-old = "1"; } }')
+    assert not pipeline.ruleset.fast
+    gets(pipeline, "/simple/a/", 3)
+
+    async def fast() -> bool:
+        return pipeline.try_hit(request("/simple/a/"), MemoryClient())
+
+    assert not run(fast()) and origin.count == 1
+
+
+def test_restart_on_another_backend(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/idx/only-mirror/", headers=PAGE, body=BODY)
+    use(
+        pipeline,
+        'sub fetch { if (beresp.status == 404 && req.restarts == 0) { restart "mirror"; } }',
+    )
+    [(status, _, body)] = gets(pipeline, "/simple/only-mirror/", 1)
+    assert status == 200 and body == BODY
+    assert [t for _, t, _ in origin.requests] == ["/simple/only-mirror/", "/idx/only-mirror/"]
+
+
+def test_a_rule_failing_at_run_time_is_a_503_and_the_worker_goes_on(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(
+        pipeline,
+        "sub recv { if (defined(req.http.x-target)) { set req.url = req.http.x-target; } }",
+    )
+    [(status, _, body)] = gets(pipeline, "/simple/a/", 1, x_target="http://elsewhere.test/")
+    assert status == 503 and b"rules error in sub recv" in body and b"line 1" in body
+    assert pipeline.counters.snapshot()["rules_errors"] == 1
+    [(status, _, _)] = gets(pipeline, "/simple/a/", 1)
+    assert status == 200
+
+
+def test_error_sub_rewrites_the_edge_s_own_error_page(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/down/", fail=True)
+    use(
+        pipeline,
+        'sub error { set resp.http.x-error = "yes"; '
+        'if (resp.status == 502) { synthetic 502 "the index is down; try later"; } }',
+    )
+    [(status, headers, body)] = gets(pipeline, "/simple/down/", 1)
+    assert status == 502 and body == b"the index is down; try later"
+    assert headers["x-error"] == "yes"
+
+
+def test_log_lines_reach_the_hooks(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    seen: list[tuple[str, list[str]]] = []
+    pipeline.hooks.on_rules_log(lambda req, lines: seen.append((req.target, list(lines))))
+    use(pipeline, 'sub log { log "served " + req.path + " " + cache.state; }')
+    assert not pipeline.ruleset.fast  # the log sub runs after delivery, for every request
+    gets(pipeline, "/simple/a/", 3)
+    assert seen == [
+        ("/simple/a/", ["served /simple/a/ miss"]),
+        ("/simple/a/", ["served /simple/a/ hit"]),
+        ("/simple/a/", ["served /simple/a/ hit"]),
+    ]
+
+
+def test_a_live_table_change_ends_the_fast_path_memos(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    rs = use(
+        pipeline,
+        'table notes { "/simple/a/": "first" }\n'
+        'sub deliver { set resp.http.x-note = notes[req.path] ?? "none"; }',
+    )
+    assert pipeline.ruleset.fast
+    assert [h["x-note"] for _, h, _ in gets(pipeline, "/simple/a/", 3)] == ["first"] * 3
+    rs.tables.replace("notes", {"/simple/a/": "second"})
+    assert [h["x-note"] for _, h, _ in gets(pipeline, "/simple/a/", 3)] == ["second"] * 3
+
+
+def test_a_request_keeps_the_ruleset_it_started_with(edge: Any) -> None:
+    pipeline, origin = edge
+    gate = asyncio.Event()
+    origin.add("/simple/a/", headers=PAGE, body=BODY).gate = gate
+    use(pipeline, 'sub deliver { set resp.http.x-version = "2"; }', 2)
+
+    async def go() -> tuple[str, str]:
+        first = asyncio.ensure_future(get(pipeline, "/simple/a/"))
+        await asyncio.sleep(0.01)
+        use(pipeline, 'sub deliver { set resp.http.x-version = "3"; }', 3)
+        gate.set()
+        _, h1, _ = await first
+        _, h2, _ = await get(pipeline, "/simple/a/")
+        return h1["x-version"], h2["x-version"]
+
+    assert run(go()) == ("2", "3")
+
+
+def test_the_trace_lists_the_rules_that_matched(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(pipeline, 'sub recv { if (req.path ~ "^/simple/") { set req.http.x-a = "1"; } }')
+    [(_, headers, _)] = gets(pipeline, "/simple/a/", 1, pkgedge_trace="1")
+    assert headers["pkgedge-trace"].startswith("recv:rule@1(")
