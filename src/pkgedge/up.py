@@ -240,9 +240,9 @@ def run_up(flags: Mapping[str, Any], config: str | None) -> int:
     say = Output()
     data = Path(values["data_dir"]).expanduser().resolve()
     private.make_dir(data)
-    lock = lock_data_dir(data)  # before anything starts: a second `up` stops here
     for warning in private.check(data):
         print(f"pkgedge up: warning: {warning}", file=sys.stderr, flush=True)
+    lock = lock_data_dir(data)  # before anything starts: a second `up` stops here
     parse_hostport(f"{values['host']}:{values['port']}")
     check_port_free(values["host"], values["port"], "edge")
     check_port_free("127.0.0.1", values["admin_port"], "edge admin API")

@@ -166,9 +166,16 @@ def test_config_show_stats_and_purge_find_the_running_up(up: Up) -> None:
 
 
 def test_a_second_up_on_the_same_data_dir_is_refused_before_it_starts(up: Up) -> None:
-    out = subprocess.run(
-        up_command(up.data), capture_output=True, text=True, timeout=60, check=False
-    )
+    secret = up.data / "edge.json"
+    secret.chmod(0o644)  # as an older pkgedge made it: `up` warns on start
+    try:
+        out = subprocess.run(
+            up_command(up.data), capture_output=True, text=True, timeout=60, check=False
+        )
+    finally:
+        secret.chmod(0o600)
+    assert f"warning: {secret} is mode 644" in out.stderr
+    assert f"chmod 600 {secret}" in out.stderr
     assert out.returncode == 2
     assert f"{up.data} is in use by another pkgedge up (pid {up.proc.pid})" in out.stderr
     assert "pkgedge origin" not in out.stdout  # nothing was started
