@@ -155,6 +155,9 @@ def test_config_show_stats_and_purge_find_the_running_up(up: Up) -> None:
     assert "http://" + shown["listen"] + "/simple/" == up.index
     assert shown["admin_token"] == "***"
     assert httpx.get(up.index, timeout=10).status_code == 200
+    out = pkgedge("config", "versions", cwd=up.cwd)  # the versions of the edge `up` runs
+    assert out.returncode == 0, out.stderr
+    assert not (up.cwd / "pkgedge-cache").exists()  # not `pkgedge edge`'s default cache dir
     out = pkgedge("stats", cwd=up.cwd)  # no --token, no --admin-url
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["requests"] >= 1
