@@ -89,9 +89,11 @@ def make_origin(root: Path) -> None:
 
 
 def edge_extra(args: argparse.Namespace) -> tuple[str, ...]:
+    rules = ("--rules", str(Path(args.rules).resolve())) if args.rules else ()
+    rules += ("--backends", args.backends) if args.backends else ()
     if args.protection == "off":
-        return ("--protection", "off")
-    return ("--rate-limit", UNLIMITED, "--throttled-rate-limit", UNLIMITED)
+        return ("--protection", "off", *rules)
+    return ("--rate-limit", UNLIMITED, "--throttled-rate-limit", UNLIMITED, *rules)
 
 
 def warm(edge: c.Edge) -> None:
@@ -383,6 +385,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     p.add_argument("--method", choices=("auto", *METHODS), default="auto")
     p.add_argument("--protection", choices=("on", "off"), default="on")
+    p.add_argument("--rules", help="a rules configuration for the edge (--rules FILE)")
+    p.add_argument("--backends", help="the edge's --backends NAME=URL,... (the rules' names)")
+    p.add_argument("--user-agent", help="a User-Agent header for wrk's requests")
     p.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args(argv)
@@ -414,7 +419,8 @@ def bench(args: argparse.Namespace, procs: c.Processes, tmp: Path) -> int:
     make_origin(tmp / "origin")
     _, origin = c.start_origin_nginx(procs, tmp / "nginx-origin", tmp / "origin")
     lua = tmp / "done.lua"
-    lua.write_text(c.WRK_LUA)
+    ua = f"wrk.headers[{json.dumps('User-Agent')}] = {json.dumps(args.user_agent)}\n"
+    lua.write_text((ua if args.user_agent else "") + c.WRK_LUA)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     for method in methods:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from pkgedge.analytics import hooks as stats_hooks
+from pkgedge.analytics.recorder import Recorder
 from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
 from pkgedge.edge.hooks import Hooks, RequestLog
@@ -23,9 +27,17 @@ from pkgedge.errors import ConfigError
 from pkgedge.server import listener, workers
 from pkgedge.server.limits import Limits
 from pkgedge.server.tls import tls_context
+from pkgedge.stats import sampler
+from pkgedge.stats.clients import ClientTally
 from pkgedge.stats.counters import Counters
+from pkgedge.stats.events import EventLog
+from pkgedge.stats.rollup import Rollups, flush, rollup_path
+from pkgedge.stats.savings import prometheus as savings_metrics
 from pkgedge.web.admin import AdminHandler
 from pkgedge.web.configapi import ConfigApi
+from pkgedge.web.dashboard import Dashboard
+from pkgedge.web.downloadstats import DownloadStats
+from pkgedge.web.livestats import LiveStats, model_of
 from pkgedge.web.playground.api import register_playground
 
 
@@ -52,11 +64,42 @@ async def worker_main(
     ConfigApi(admin, watcher.store, watcher).register()
     watch = asyncio.get_running_loop().create_task(watcher.run())
     register_playground(admin, settings)
+    model = model_of(settings)
+    admin.metric_sources.append(lambda totals: savings_metrics(totals, model))
+    sampling: asyncio.Task[None] | None = None
+    recorder: Recorder | None = None
+    publish: Callable[[], None] = _nothing
+    tally: ClientTally | None = None
+    if settings.stats:
+        LiveStats(settings, counters, admin).register()
+        recorder = Recorder(settings, counters)
+        DownloadStats(recorder, admin).register()
+        tally = ClientTally(_stats_dir(settings), row)
+        pipeline.stats_hit, pipeline.stats_log, publish = stats_hooks.make(recorder, tally)
+        events = _events(settings)
+        admin.on_purge.append(lambda purge: events.add("purge", **purge))
+        Dashboard(admin, _stats_dir(settings), events, watcher.store.activations).register()
+        rollups = Rollups(rollup_path(settings.cache_dir)) if row == 0 else None
+        sampling = asyncio.get_running_loop().create_task(sampler.run(counters, rollups, publish))
+    node = None
+    if settings.redis:  # many nodes (issue 10): purges and limits through Redis
+        from pkgedge.cluster.node import Node
+
+        guard = pipeline.guard
+        boxes = {"blocked": guard.penalties, "throttled": guard.throttled} if guard else None
+        limiter = guard.limiter if guard else None
+        node = Node(settings, row, admin.check_purge, admin.purge, limiter, boxes, watcher.store)
+        admin.purge_via = node.purges.publish
+        await node.start()
 
     def tick() -> None:
         store.flush_accesses()
         if log is not None:
             log.flush()
+        if recorder is not None:
+            recorder.flush()
+        if tally is not None:
+            tally.flush(time.time())
         counters.set("memory_objects", len(pipeline.memory))
         counters.set("memory_bytes", pipeline.memory.bytes_used)
 
@@ -76,6 +119,16 @@ async def worker_main(
         await pipeline.close()
     finally:
         watch.cancel()
+        if sampling is not None:
+            sampling.cancel()
+        publish()  # the fast path's last counts, before the parent's last rollup
+        if recorder is not None:
+            try:
+                recorder.close()
+            except Exception as exc:  # the database is gone: say so, stop as usual
+                print(f"pkgedge: download counts not stored: {exc}", file=sys.stderr)
+        if node is not None:
+            await node.close()
         store.flush_accesses()
         if log is not None:
             log.flush()
@@ -86,7 +139,40 @@ def run_edge(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:
     """Run the edge: N pre-fork workers on one port, until SIGTERM or SIGINT."""
     tls_context(settings.tls_cert, settings.tls_key)  # a bad certificate: one clear error
     adopt_rules_file(settings, out)
-    return workers.run(settings, partial(worker_main, settings), out)
+    if settings.stats:  # a bad stats database URL: one clear error
+        from pkgedge.analytics.recorder import db_url
+
+        db_url(settings)
+        _events(settings).add(
+            "activation",
+            detail=f"edge started: {settings.workers} worker(s), upstream {settings.upstream}, "
+            f"protection {settings.protection}",
+        )
+    return workers.run(
+        settings, partial(worker_main, settings), out, partial(_last_rollup, settings)
+    )
+
+
+def _nothing() -> None:
+    pass
+
+
+def _stats_dir(settings: EdgeSettings) -> Path:
+    return Path(settings.cache_dir) / "stats"
+
+
+def _events(settings: EdgeSettings) -> EventLog:
+    return EventLog(_stats_dir(settings) / "events.jsonl")
+
+
+def _last_rollup(settings: EdgeSettings, counters: Counters) -> None:
+    """The parent, once every worker has stopped: store the counts since the last rollup."""
+    if not settings.stats:
+        return
+    try:
+        flush(counters, Rollups(rollup_path(settings.cache_dir)), time.time())
+    except Exception as exc:  # a full disk: say so, exit as usual
+        print(f"pkgedge: stats rollup not written: {exc}", file=sys.stderr)
 
 
 def versions_of(settings: EdgeSettings) -> VersionStore:

@@ -262,24 +262,79 @@ def cmd_purge(args: argparse.Namespace) -> int:
         },
     )
     print(f"purged {result['purged']} object(s){' (soft)' if args.soft else ''}")
+    if "nodes" in result:  # through Redis: every live node acknowledged, or the ones that did not
+        print(f"applied on {len(result['nodes'])} node(s): {', '.join(sorted(result['nodes']))}")
+    if result.get("missing"):
+        late = ", ".join(result["missing"])
+        queued = " (queued: sent when redis is back)" if result.get("queued") else ""
+        print(f"pkgedge: not acknowledged by: {late}{queued}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    print(json.dumps(admin_call(args, "GET", "/stats"), indent=2))
+    if args.stats_command == "downloads":
+        return _stats_downloads(args)
+    if args.stats_command == "replay":
+        return _stats_replay(args)
+    if args.json:
+        print(json.dumps(admin_call(args, "GET", "/stats"), indent=2))
+        return 0
+    from pkgedge.stats.view import show
+
+    show(lambda: admin_call(args, "GET", "/stats/live"), watch=args.watch)
     return 0
 
 
-def _admin_args(p: argparse.ArgumentParser) -> None:
+def _stats_downloads(args: argparse.Namespace) -> int:
+    from urllib.parse import quote, urlencode
+
+    from pkgedge.stats.view import downloads_table
+
+    query = {"days": args.days, **({"by": args.by} if args.by else {})}
+    path = f"/stats/downloads/{quote(args.name, safe='')}?{urlencode(query)}"
+    downloads_table(admin_call(args, "GET", path))
+    return 0
+
+
+def _stats_replay(args: argparse.Namespace) -> int:
+    from pkgedge.analytics.recorder import downloads_of
+    from pkgedge.analytics.replay import replay
+
+    for f in args.files:
+        if not os.path.isfile(f):
+            raise PkgedgeError(f"no such log file: {f}")
+    settings = _settings(args, upstream="http://replay.invalid/")
+    db = downloads_of(settings)
+    try:
+        done = replay(db, args.files)
+    except OSError as exc:
+        raise PkgedgeError(f"cannot read the logs: {exc}") from None
+    finally:
+        db.close()
+    print(
+        f"replayed {done.lines} line(s): {done.downloads} download(s) over {len(done.days)} "
+        f"day(s) ({', '.join(done.days) or 'none'}); {done.skipped} line(s) skipped"
+    )
+    return 0
+
+
+def _admin_args(p: argparse.ArgumentParser, *, keep: bool = False) -> None:
+    """``keep``: a sub-command's copy, which must not reset what was given before it."""
+    default = argparse.SUPPRESS if keep else None
     p.add_argument(
         "--admin-url",
         metavar="URL",
+        default=default,
         help="admin API base URL [env PKGEDGE_ADMIN_URL, default 127.0.0.1:8081]",
     )
-    p.add_argument("--token", metavar="TOKEN", help="admin token [env PKGEDGE_ADMIN_TOKEN]")
+    p.add_argument(
+        "--token", metavar="TOKEN", default=default, help="admin token [env PKGEDGE_ADMIN_TOKEN]"
+    )
     p.add_argument(
         "--data-dir",
         metavar="DIR",
+        default=default,
         help="without --admin-url/--token: use the edge `pkgedge up --data-dir DIR` runs "
         f"(default: {DATA_DIR}) [env PKGEDGE_ORIGIN_DATA_DIR]",
     )
@@ -360,9 +415,24 @@ def parser() -> argparse.ArgumentParser:
     for pp in (pstatus, pallow):
         _add_origin_options(pp, only=("data_dir", "database", "edge_admin", "edge_admin_token"))
         pp.set_defaults(func=cmd_project)
-    stats = sub.add_parser("stats", help="print a running edge's counters")
+    stats = sub.add_parser("stats", help="a running edge's live stats (--json: its counters)")
     _admin_args(stats)
-    stats.set_defaults(func=cmd_stats)
+    stats.add_argument("--watch", action="store_true", help="keep the view live (Ctrl-C ends)")
+    stats.add_argument("--json", action="store_true", help="print the counters as JSON")
+    stats.set_defaults(func=cmd_stats, stats_command=None)
+    ssub = stats.add_subparsers(dest="stats_command", metavar="ACTION")
+    sdown = ssub.add_parser("downloads", help="downloads of a project per day")
+    sdown.add_argument("name", help="project name")
+    sdown.add_argument("--days", type=int, default=30, help="days back (default 30)")
+    sdown.add_argument(
+        "--by", choices=["installer", "version", "python", "system", "file_type", "ci"]
+    )
+    _admin_args(sdown, keep=True)
+    sreplay = ssub.add_parser(
+        "replay", help="rebuild download aggregates from access or download logs (idempotent)"
+    )
+    sreplay.add_argument("files", nargs="+", metavar="LOG", help="JSON-lines log files")
+    _add_edge_options(sreplay)
     config = sub.add_parser("config", help="configuration")
     csub = config.add_subparsers(dest="config_command", metavar="ACTION")
     csub.required = True

@@ -75,7 +75,9 @@ def recorded(data_dir: str) -> dict[str, Any] | None:
 def admin_call(
     args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
 ) -> Any:
-    data_dir = args.data_dir or os.environ.get("PKGEDGE_ORIGIN_DATA_DIR") or DATA_DIR
+    data_dir = (
+        getattr(args, "data_dir", None) or os.environ.get("PKGEDGE_ORIGIN_DATA_DIR") or DATA_DIR
+    )
     up = recorded(data_dir) or {}  # what `pkgedge up` wrote there, as yank finds it
     named = args.admin_url or os.environ.get("PKGEDGE_ADMIN_URL")
     if named and named.rstrip("/") != str(up.get("admin", "")).rstrip("/"):

@@ -9,10 +9,12 @@ flag, environment, file, default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import tomllib
@@ -307,6 +309,41 @@ EDGE_OPTIONS: tuple[Option, ...] = (
         "rules file: validated at start, stored and activated as a new version if it differs",
         "FILE",
     ),
+    # issue 9: live stats, savings, download analytics
+    Option("stats", _parse_bool, True, "live stats, rollups and download analytics", "BOOL"),
+    Option(
+        "downloads_log",
+        _parse_str,
+        "",
+        "JSON-lines log of file downloads (default CACHE_DIR/stats/downloads.jsonl; 'off')",
+        "PATH",
+    ),
+    Option("downloads_log_max", parse_size, parse_size("100MB"), "rotate it at", "SIZE"),
+    Option(
+        "stats_database",
+        _parse_str,
+        "",
+        "database of download aggregates (default SQLite in CACHE_DIR/stats; postgresql://...)",
+        "URL",
+    ),
+    Option("egress_price_per_gb", _parse_float, 0.09, "origin egress price per GB", "PRICE"),
+    Option("energy_joules_per_byte", _parse_float, 2e-5, "energy per byte moved", "JOULES"),
+    Option("energy_joules_per_request", _parse_float, 0.2, "origin energy per request", "JOULES"),
+    # -- many nodes (issue 10): pkgedge.cluster, edge/shield.py, edge/director.py ----------
+    Option("redis", _parse_str, None, "Redis URL shared by the nodes (purges, limits)", "URL"),
+    Option("node_name", _parse_str, "", "name in Redis (default: host:cache dir)", "NAME"),
+    Option("shield", _parse_url, None, "send misses to this shield node (a pkgedge edge)", "URL"),
+    Option(
+        "trusted_edges",
+        _parse_str,
+        "",
+        "comma-separated CIDRs of edges this shield trusts (their clients' identity)",
+        "CIDRS",
+    ),
+    Option("fallback", _parse_url, None, "fallback index URL when the upstream fails", "URL"),
+    Option(
+        "purge_timeout", parse_duration, 5.0, "how long a purge waits for every node", "SECONDS"
+    ),
 )
 
 
@@ -354,6 +391,19 @@ class EdgeSettings:
     grace_immutable: float
     rewrite_file_hosts: bool
     rules: str | None
+    stats: bool = True
+    downloads_log: str = ""
+    downloads_log_max: int = 100_000_000
+    stats_database: str = ""
+    egress_price_per_gb: float = 0.09
+    energy_joules_per_byte: float = 2e-5
+    energy_joules_per_request: float = 0.2
+    redis: str | None = None
+    node_name: str = ""
+    shield: str | None = None
+    trusted_edges: str = ""
+    fallback: str | None = None
+    purge_timeout: float = 5.0
 
     @property
     def listen_addr(self) -> tuple[str, int]:
@@ -374,6 +424,10 @@ class EdgeSettings:
                 data[name] = "unlimited"
         if redact:
             data["admin_token"] = "***"
+            url = urlsplit(data["stats_database"])
+            if url.password:  # the stats database's password (issue 9)
+                netloc = url.netloc.replace(f":{url.password}@", ":***@", 1)
+                data["stats_database"] = url._replace(netloc=netloc).geturl()
         return data
 
 
@@ -501,6 +555,8 @@ def build_edge_settings(
     values = merge_options(EDGE_OPTIONS, "edge", flags, environ, config_file)
     for name in ("listen", "admin"):
         parse_hostport(values[name])
+    if not values["upstream"] and values["shield"]:
+        values["upstream"] = values["shield"] + "simple/"  # a shield serves the index there
     if not values["upstream"]:
         values["upstream"] = _parse_url(resolve_upstream())
     if not values["admin_token"]:
@@ -514,4 +570,13 @@ def build_edge_settings(
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         raise ConfigError("tls_cert and tls_key must be given together")
     values["cache_dir"] = str(Path(values["cache_dir"]).expanduser().resolve())
+    if values["redis"] and urlsplit(values["redis"]).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"redis: not a redis:// URL: {values['redis']!r}")
+    for cidr in (c.strip() for c in values["trusted_edges"].split(",")):
+        try:
+            ipaddress.ip_network(cidr, strict=False) if cidr else None
+        except ValueError:
+            raise ConfigError(f"trusted_edges: not an address or network: {cidr!r}") from None
+    if not values["node_name"]:
+        values["node_name"] = f"{socket.gethostname()}:{values['cache_dir']}"
     return EdgeSettings(**values)

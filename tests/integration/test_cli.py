@@ -71,8 +71,11 @@ def test_purge_and_stats_against_a_running_edge(edge: EdgeProcess) -> None:
     out = run("purge", "--admin-url", edge.admin_url, "--url", "/simple/alpha/", env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("purged ")
-    out = run("stats", "--admin-url", edge.admin_url, env=env)
+    out = run("stats", "--json", "--admin-url", edge.admin_url, env=env)
     assert out.returncode == 0 and '"purges"' in out.stdout
+    out = run("stats", "--admin-url", edge.admin_url, env=env)  # the terminal view
+    assert out.returncode == 0, out.stderr
+    assert "hit ratio" in out.stdout and "purges" in out.stdout
     out = run("purge", "--admin-url", edge.admin_url, "--key", "x", "--token", "wrong")
     assert out.returncode == 2 and "401" in out.stderr
     out = run("purge", "--admin-url", "http://127.0.0.1:9", "--all", "--token", "t")

@@ -158,7 +158,7 @@ def test_config_show_stats_and_purge_find_the_running_up(up: Up) -> None:
     out = pkgedge("config", "versions", cwd=up.cwd)  # the versions of the edge `up` runs
     assert out.returncode == 0, out.stderr
     assert not (up.cwd / "pkgedge-cache").exists()  # not `pkgedge edge`'s default cache dir
-    out = pkgedge("stats", cwd=up.cwd)  # no --token, no --admin-url
+    out = pkgedge("stats", "--json", cwd=up.cwd)  # no --token, no --admin-url
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["requests"] >= 1
     out = pkgedge("purge", "--all", "--data-dir", str(up.data))

@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"pkgedge.config"},
     {"pkgedge.http", "pkgedge.stats"},
     {"pkgedge.cache", "pkgedge.security", "pkgedge.rules"},
-    {"pkgedge.upstream"},
+    {"pkgedge.upstream", "pkgedge.analytics", "pkgedge.cluster"},
     {"pkgedge.edge"},
     {"pkgedge.server", "pkgedge.web", "pkgedge.index"},
     # composition roots and commands: they wire everything, and may call each other

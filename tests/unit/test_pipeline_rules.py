@@ -252,7 +252,7 @@ def test_log_lines_reach_the_hooks(edge: Any) -> None:
     seen: list[tuple[str, list[str]]] = []
     pipeline.hooks.on_rules_log(lambda req, lines: seen.append((req.target, list(lines))))
     use(pipeline, 'sub log { log "served " + req.path + " " + cache.state; }')
-    assert not pipeline.ruleset.fast  # the log sub runs after delivery, for every request
+    assert pipeline.ruleset.live_log  # it runs after every replay too
     gets(pipeline, "/simple/a/", 3)
     assert seen == [
         ("/simple/a/", ["served /simple/a/ miss"]),
@@ -299,3 +299,96 @@ def test_the_trace_lists_the_rules_that_matched(edge: Any) -> None:
     use(pipeline, 'sub recv { if (req.path ~ "^/simple/") { set req.http.x-a = "1"; } }')
     [(_, headers, _)] = gets(pipeline, "/simple/a/", 1, pkgedge_trace="1")
     assert headers["pkgedge-trace"].startswith("recv:rule@1(")
+
+
+def from_client(target: str, ip: str, **headers: str) -> Any:
+    req = request(target, **headers)
+    req.client = ip
+    return req
+
+
+async def send(pipeline: Pipeline, req: Any) -> tuple[bool, int, dict[str, str]]:
+    client = MemoryClient()
+    took = pipeline.try_hit(req, client)
+    if not took:
+        await pipeline.handle(req, client)
+    status, headers, _ = client.response()
+    return took, status, headers
+
+
+def test_a_live_recv_runs_once_per_request_on_either_path(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(pipeline, 'sub recv { ratelimit "pages" 4 per 1m; }')
+    assert pipeline.ruleset.live_recv and pipeline.ruleset.fast
+
+    async def go() -> list[tuple[bool, int]]:
+        out = []
+        for _ in range(5):
+            took, status, _ = await send(pipeline, request("/simple/a/"))
+            out.append((took, status))
+        return out
+
+    # miss, hit through the phases (remembered), two replays; a token each, never two
+    assert run(go()) == [(False, 200), (False, 200), (True, 200), (True, 200), (False, 429)]
+
+
+def test_a_live_recv_answers_some_clients_and_the_rest_stay_fast(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(
+        pipeline,
+        'acl internal { "10.0.0.0/8"; }\n'
+        'sub recv { if (req.http.user-agent ~ "(?i)badbot") { block "no bots"; }\n'
+        '  if (client.ip in internal) { set req.http.x-internal = "1"; } }\n'
+        'sub deliver { if (req.http.x-internal == "1") { set resp.http.x-served = "inside"; } }',
+    )
+    rs = pipeline.ruleset
+    assert rs.live_recv and rs.fast and rs.inputs_read == ("req.http.x-internal",)
+
+    async def go() -> list[tuple[bool, int, str]]:
+        out = []
+        for ip, ua in (
+            ("192.0.2.1", "pip/24"),  # miss
+            ("192.0.2.1", "pip/24"),  # hit, remembered
+            ("192.0.2.7", "uv/0.4"),  # another client, same inputs after recv: replayed
+            ("10.1.2.3", "pip/24"),  # internal: another key (x-internal set by recv)
+            ("10.1.2.4", "uv/0.4"),  # internal too: replayed
+            ("192.0.2.9", "BadBot/1.0"),  # recv answers: the phases deliver its 403
+        ):
+            took, status, headers = await send(
+                pipeline, from_client("/simple/a/", ip, user_agent=ua)
+            )
+            out.append((took, status, headers.get("x-served", "")))
+        return out
+
+    assert run(go()) == [
+        (False, 200, ""),
+        (False, 200, ""),
+        (True, 200, ""),
+        (False, 200, "inside"),
+        (True, 200, "inside"),
+        (False, 403, ""),
+    ]
+    assert origin.count == 1
+
+
+def test_recv_results_without_effects_are_remembered_and_effects_never(edge: Any) -> None:
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(pipeline, 'sub recv { if (client.ua_class == "bot") { ratelimit "bots" 2 per 1m; } }')
+
+    async def go(ua: str, n: int) -> list[tuple[bool, int]]:
+        out = []
+        for _ in range(n):
+            took, status, _ = await send(pipeline, request("/simple/a/", user_agent=ua))
+            out.append((took, status))
+        return out
+
+    pip = run(go("pip/24.0", 6))
+    assert [s for _, s in pip] == [200] * 6 and all(took for took, _ in pip[2:])
+    assert len(pipeline._recv_memo) == 1  # pip's plain look-up, decided without effects
+    bots = run(go("Googlebot/2.1 (+http://www.google.com/bot.html)", 4))
+    # a token taken is an effect: never remembered, so the limit holds on the fast path too
+    assert [s for _, s in bots] == [200, 200, 429, 429]
+    assert len(pipeline._recv_memo) == 1

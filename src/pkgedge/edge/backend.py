@@ -6,15 +6,18 @@ A fill receives this object; nothing here calls back into the pipeline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from pkgedge.cache.keys import simple_variant
 from pkgedge.cache.store import Store
 from pkgedge.config import EdgeSettings
+from pkgedge.edge import shield
+from pkgedge.edge.director import Director
 from pkgedge.edge.rewrite import FILE_PREFIX, REWRITABLE, Rewriter
 from pkgedge.http.headers import Headers, end_to_end
 from pkgedge.http.request import Request
-from pkgedge.upstream.client import UpstreamPool
+from pkgedge.upstream.client import UpstreamPool, UpstreamResponse
 
 #: Request fields stripped before the origin: they could change its answer without being part
 #: of the cache key (cache poisoning), or are ours to set.
@@ -71,6 +74,11 @@ class Backend:
         self.named = {name: Rewriter(url) for name, url in settings.backends.items()}
         self._pools: dict[str, UpstreamPool] = {}
         self._hosts: set[str] = set()
+        #: given to every pool: told each origin request's latency (stats)
+        self.observe: Callable[[float], None] | None = None
+        self.director = (
+            Director(settings.upstream, settings.fallback, self.pool) if settings.fallback else None
+        )
 
     def __repr__(self) -> str:
         return f"<Backend {self.settings.upstream} pools={list(self._pools.values())!r}>"
@@ -89,6 +97,8 @@ class Backend:
         route = self.rewriter.upstream_url(path)
         if route is None:
             return None
+        if self.settings.shield:  # two tiers: every path is the shield's (edge/shield.py)
+            return shield.route(self.settings.shield, path)
         if path.startswith(FILE_PREFIX) and not self._host_ok(route[0]):
             return None
         return route
@@ -109,8 +119,17 @@ class Backend:
             pool = UpstreamPool(
                 p.scheme, p.hostname or "", port, **UpstreamPool.kwargs_from(self.settings)
             )
+            pool.observe = self.observe
             self._pools[origin] = pool
         return pool
+
+    async def fetch(
+        self, origin: str, target: str, headers: Headers, *, failover: bool
+    ) -> UpstreamResponse:
+        """A fill's GET: through the director (primary, then fallback) when there is one."""
+        if self.director is not None:
+            return await self.director.fetch(origin, target, headers, failover=failover)
+        return await self.pool(origin).request("GET", target, headers)
 
     # -- what the origin sees ------------------------------------------------------------
     def origin_headers(self, req: Request, *, fill: bool) -> Headers:
@@ -128,6 +147,8 @@ class Backend:
         headers.append(("x-forwarded-for", f"{prior}, {req.client}" if prior else req.client))
         headers.append(("forwarded", f'for="{req.client}";proto=http'))
         headers.append(("via", "1.1 pkgedge"))
+        if self.settings.shield:
+            headers.append((shield.TIER, "edge"))
         return headers
 
     def fill_headers(self, req: Request, path: str) -> Headers:

@@ -17,6 +17,7 @@ from pkgedge.cache.entry import Entry
 from pkgedge.cache.memory import MemoryTier
 from pkgedge.cache.store import Store
 from pkgedge.config import EdgeSettings
+from pkgedge.edge import shield
 from pkgedge.edge.busy import BusyObject, State
 from pkgedge.edge.context import Client, Ctx
 from pkgedge.edge.fastpath import HotHits
@@ -51,9 +52,12 @@ class Delivery:
         self.memory = memory
         self.counters = counters
         self.hot = hot
+        self.edges = shield.TrustedEdges(settings.trusted_edges)
 
     async def __call__(self, ctx: Ctx) -> None:
         """Write what the phases decided: one of synthetic, stored, busy or pass-through."""
+        if self.settings.shield and "fwd=" in ctx.cache_status:
+            ctx.cache_status = shield.both_tiers(_received(ctx), ctx.cache_status)
         if ctx.synthetic is not None:
             ctx.client.write(ctx.synthetic)
             ctx.sent = len(ctx.synthetic)
@@ -68,6 +72,10 @@ class Delivery:
 
     def _trace_fields(self, ctx: Ctx) -> Headers:
         return [("pkgedge-trace", ctx.trace.header())] if ctx.trace is not None else []
+
+    def _for_edge(self, ctx: Ctx, stored: Headers) -> Headers:
+        """A shield answering its edge adds the edge-only fields (edge/shield.py)."""
+        return shield.edge_fields(stored) if self.edges and self.edges.asks(ctx.req) else []
 
     def read_small(self, entry: Entry, coding: str | None) -> memoryview | None:
         """The body (or its encoded copy, made now if needed) from the memory tier, mapping
@@ -145,7 +153,7 @@ class Delivery:
             if rng is not None:
                 body = body[first : last + 1]
             prefix = dl.head_prefix(status, headers)
-            if ctx.fresh_hit and ctx.trace is None:
+            if ctx.fresh_hit and ctx.trace is None and not self.edges.asks(req):
                 # a plain fresh hit: written the way the fast path will replay it (rules that
                 # change a hit's fields do it alike for every request of one shape when the
                 # fast path is on: see Ruleset.fast)
@@ -159,7 +167,7 @@ class Delivery:
                     length=len(body),
                     age=age,
                     cache_status=ctx.cache_status,
-                    extra=self._trace_fields(ctx),
+                    extra=[*self._trace_fields(ctx), *self._for_edge(ctx, entry.headers)],
                     close=close,
                 )
             ctx.sent = send(client, head, b"" if req.method == "HEAD" else body)
@@ -170,6 +178,7 @@ class Delivery:
             length=last - first + 1,
             age=age,
             cache_status=ctx.cache_status,
+            extra=self._for_edge(ctx, entry.headers),
             close=close,
         )
         client.write(head)
@@ -226,6 +235,7 @@ class Delivery:
             length=None if end is None else end - first,
             age=int(fill.initial_age + max(0.0, time.time() - fill.response_time)),
             cache_status=ctx.cache_status,
+            extra=self._for_edge(ctx, fill.headers),
             close=not req.keep_alive,
         )
         client.write(head)
@@ -351,3 +361,12 @@ async def _follow(client: Client, fill: BusyObject, first: int, end: int | None)
         if fd >= 0:
             os.close(fd)
     return sent
+
+
+def _received(ctx: Ctx) -> Headers:
+    """The fields the response being delivered came with (its shield's Cache-Status)."""
+    if ctx.entry is not None:
+        return ctx.entry.headers
+    if ctx.response is not None:
+        return ctx.pass_headers
+    return ctx.fill.headers if ctx.fill is not None else []

@@ -32,6 +32,7 @@ BLOCKERS = frozenset(
         "if-none-match",
         "if-modified-since",
         "pkgedge-trace",
+        "pkgedge-tier",  # an edge asking its shield (edge/shield.py)
     }
 )
 _MAX = 20_000
@@ -61,9 +62,8 @@ class HotHits:
         key = ctx.req.shape  # as find() saw the request, before any rule changed it
         if key is None:
             return
-        env = ctx.env
-        if env is not None and (env.effects or ctx.restarts or ctx.log_lines):
-            return  # the rules did something for this request that a replay would not
+        if ctx.restarts:
+            return  # (a replay never restarts)
         m = ctx.req.map
         if ctx.vkey != ctx.primary and ctx.vkey != secondary_key(
             ctx.primary, ("accept",), m, ctx.path

@@ -174,7 +174,8 @@ class Fill(BusyState):
             fills.counters.add("revalidations")
         request_time = time.time()
         fills.counters.add("origin_fetches")
-        resp = await backend.pool(self.origin).request("GET", self.target, headers)
+        # no stored copy to fall back on: the director may ask the fallback backend
+        resp = await backend.fetch(self.origin, self.target, headers, failover=self.stale is None)
         self.response_time = response_time = time.time()
         self.status = resp.status
         rmap = as_map(resp.headers)

@@ -10,24 +10,26 @@ synchronously from the fast path's memo of what ``deliver`` wrote (see
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from pkgedge.cache.memory import MemoryTier
 from pkgedge.cache.store import Store
 from pkgedge.config import EdgeSettings
+from pkgedge.edge import rulesrun as rr
 from pkgedge.edge.backend import Backend
 from pkgedge.edge.context import Client, Ctx
 from pkgedge.edge.deliver import Delivery, send
-from pkgedge.edge.fastpath import HotHits
+from pkgedge.edge.fastpath import BLOCKERS, HotHits
 from pkgedge.edge.fill import Fills
 from pkgedge.edge.hooks import Hooks
 from pkgedge.edge.phases import TRANSITIONS, Phase, TransitionError
 from pkgedge.edge.protect import Guard
 from pkgedge.edge.ruleset import Ruleset
-from pkgedge.edge.rulesrun import RuleLimiter
 from pkgedge.edge.steps import STEPS
 from pkgedge.errors import PkgedgeError
 from pkgedge.http.request import Request
 from pkgedge.http.response import hit_head
+from pkgedge.rules import RulesRuntimeError
 from pkgedge.stats.counters import Counters
 
 _EMPTY = memoryview(b"")
@@ -58,10 +60,15 @@ class Pipeline:
         #: the configuration every new request runs (see use_rules)
         self.ruleset = Ruleset.default()
         self._tables_version = 0  # of the ruleset's tables when the memos were made
-        self.limiter = RuleLimiter()  # the rules' named rate-limit counters
+        self._recv_memo: dict[tuple[object, ...], tuple[object, ...]] = {}  # see fast_recv
+        self.limiter = rr.RuleLimiter()  # the rules' named rate-limit counters
         self._slots = counters.slots
         self._i_hits = counters.index("hits")
         self._i_bytes = counters.index("bytes_to_clients")
+        self.backend.observe = counters.observe_latency  # origin latency histogram
+        #: the stats' per-request work (pkgedge.analytics.hooks): a fast-path hit, the rest
+        self.stats_hit: Callable[[Request, int], None] | None = None
+        self.stats_log: Callable[[Request, int, int, str], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.fills!r} {self.hot!r} memory={self.memory!r}>"
@@ -71,6 +78,7 @@ class Pipeline:
         self.ruleset = ruleset
         self._tables_version = ruleset.tables.version
         self.hot.clear()  # memos are what the old rules delivered
+        self._recv_memo.clear()
 
     # -- the fast path -------------------------------------------------------------------
     def try_hit(self, req: Request, client: Client) -> bool:
@@ -87,8 +95,18 @@ class Pipeline:
         if rs.tables.version != self._tables_version:  # a table was replaced live
             self._tables_version = rs.tables.version
             self.hot.clear()
+            self._recv_memo.clear()
             return False
-        memo = self.hot.find(req, rs.inputs(req) if rs.inputs_read else None)
+        if rs.live_recv:
+            if not BLOCKERS.isdisjoint(req.map) or req.method != "GET":
+                return False
+            after = rr.fast_recv(self, req, rs, self._recv_memo)  # None: req.pre for recv
+            if after is None:
+                return False
+            inputs = after if rs.inputs_read else None
+        else:
+            inputs = rs.inputs(req) if rs.inputs_read else None
+        memo = self.hot.find(req, inputs)
         if memo is None:
             return False
         _, entry, prefix, mkey = memo
@@ -106,9 +124,29 @@ class Pipeline:
         self.store.touch(entry.objid)
         if guard is not None:
             guard.account(req, 200, "hit", now)
+        if self.stats_hit is not None:
+            self.stats_hit(req, sent)
         if self.hooks.active:
             self.hooks.log(req, 200, sent, f"pkgedge; hit; ttl={int(ttl)}", 0.0)
+        if rs.live_log:
+            self._fast_log(req, rs)
+        req.pre = None
         return True
+
+    def _fast_log(self, req: Request, rs: Ruleset) -> None:
+        """The log sub after a fast-path replay (as the log phase runs it)."""
+        runner = rs.rules.runners["log"]
+        assert runner is not None
+        pre = req.pre
+        env = pre[0] if isinstance(pre, tuple) else rr.request_env(self, req, rs)
+        env.resp_status, env.cache_state = 200, "hit"
+        try:
+            runner(env)
+        except RulesRuntimeError as exc:
+            self.counters.add("rules_errors")
+            rr.log.warning("rules error in log for %s %s: %s", req.method, req.target, exc)
+        if env.log_lines:
+            self.hooks.rules_log(req, env.log_lines)
 
     # -- the loop ------------------------------------------------------------------------
     async def handle(self, req: Request, client: Client) -> None:
@@ -140,6 +178,9 @@ class Pipeline:
         self, req: Request, status: int, sent: int, cache_status: str, now: float, duration: float
     ) -> None:
         """The log phase's work: protection's accounting and the access log."""
+        self.counters.response(status, cache_status, sent)
+        if self.stats_log is not None:
+            self.stats_log(req, status, sent, cache_status)
         if self.guard is not None:
             self.guard.account(req, status, cache_status, now)
         self.hooks.log(req, status, sent, cache_status, duration)

@@ -21,6 +21,7 @@ import math
 from typing import TYPE_CHECKING
 
 from pkgedge.config import EdgeSettings, parse_rate
+from pkgedge.edge.shield import TrustedEdges
 from pkgedge.http.response import error_response
 from pkgedge.security import (
     Acl,
@@ -105,7 +106,12 @@ class Guard:
     def __init__(self, settings: EdgeSettings, counters: Counters) -> None:
         self.mode = settings.protection
         self.counters = counters
-        proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
+        self.edges = TrustedEdges(settings.trusted_edges)  # a shield's edges (edge/shield.py)
+        proxies = [
+            p.strip()
+            for p in f"{settings.trusted_proxies},{settings.trusted_edges}".split(",")
+            if p.strip()
+        ]
         self.identity = ClientIdentity(proxies)
         self.acl = AclFile(settings.acl_file) if settings.acl_file else None
         self._acl_seen: Acl | None = self.acl.acl if self.acl is not None else None
@@ -162,6 +168,8 @@ class Guard:
         if self._acl_seen is not None:
             result = self._acl_seen.check(key, agent)
             verdict, why = result.verdict, result.reason
+        if verdict is None and self.edges and self.edges.trusts(peer):
+            verdict = "allow"  # an edge: protection ran there
         made = _Client(key, spec, self._specs[spec], verdict, why)
         if (xff is None or len(xff) <= _MAX_XFF) and (ua is None or len(ua) <= _MAX_UA):
             if len(self._clients) >= PROFILES:

@@ -6,15 +6,21 @@
 the pipeline's ruleset once, when it starts, and keeps it to the end: no request sees half of
 one version and half of another.
 
-**The fast path under rules.** The subs a fresh hit runs (recv, hash, hit, deliver, log) are
-deterministic functions of what they read, while the tables are unchanged. So the fast path
-may replay what delivery wrote for a request as long as the next request presents the same
-inputs: its shape (target, ``Accept``, ``Accept-Encoding``) and the values of every other
-variable those subs read (``client.ip``, a header, ...), which :meth:`Ruleset.inputs` gives
-as part of the memo's key. A run that had side effects (a rate-limit token taken, a log line
-written) is never remembered, nor one that restarted. Subs that read a stored object's
-``obj.ttl`` or ``obj.age`` (they change from one request to the next), and a ``log`` sub (it
-runs after delivery, for every request), keep hits off the fast path (``fast`` is False).
+**The fast path under rules.** A sub is a deterministic function of what it reads while the
+tables are unchanged. The fast path replays what delivery wrote for a fresh hit, so:
+
+- ``recv``, when it reads more than the request's shape (target, ``Accept``,
+  ``Accept-Encoding``) or has side effects (``ratelimit``, ``log``), runs *live* on the fast
+  path, on every request (:attr:`Ruleset.live_recv`); anything but a plain look-up (an
+  answer, a new URL, a changed ``Accept``/``Accept-Encoding`` or a field that takes requests
+  off the fast path) hands the request, with what recv decided, to the phases;
+- the other subs a hit runs (``hash``, ``hit``, ``deliver``) are folded into the memo: its
+  key holds, besides the shape, the values of every other variable they read
+  (:attr:`Ruleset.inputs_read`), taken after ``recv`` ran;
+- a ``log`` sub runs live after the replay (:attr:`Ruleset.live_log`).
+
+Hits stay on the phases (``fast`` is False) when ``hash``/``hit``/``deliver`` read a stored
+object's ``obj.ttl`` or ``obj.age`` (different on every request) or write log lines.
 """
 
 from __future__ import annotations
@@ -22,17 +28,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pkgedge.http.request import Request
-from pkgedge.rules import Rules, Tables, compile_default
+from pkgedge.rules import Env, Rules, Tables, compile_default
 from pkgedge.rules.effects import SHAPE_INPUTS, STORED_INPUTS
 from pkgedge.security.useragent import classify
 
-#: The phases a fresh hit runs.
-HIT_PHASES = ("recv", "hash", "hit", "deliver", "log")
+#: The subs folded into the fast path's memo (recv and log may run live).
+MEMO_PHASES = ("hash", "hit", "deliver")
 _TIME_DEPENDENT = frozenset({"obj.ttl", "obj.age"})
 _STORED_PREFIXES = ("obj.http.", "resp.http.")
 
 
-def _getter(name: str) -> Callable[[Request], object]:
+def _from_request(name: str) -> Callable[[Request], object]:
     if name == "client.ip":
         return lambda req: req.client
     if name == "client.identity":
@@ -45,22 +51,56 @@ def _getter(name: str) -> Callable[[Request], object]:
     raise ValueError(f"not a request input: {name}")  # pragma: no cover - checked names
 
 
+def _from_env(name: str) -> Callable[[Env], object]:
+    if name == "client.ip":
+        return lambda env: env.client_ip
+    if name == "client.identity":
+        return lambda env: env.client_identity
+    if name == "client.ua_class":
+        return lambda env: env.ua_class
+    if name.startswith("req.http."):
+        field = name[len("req.http.") :]
+        return lambda env: env.req_headers.get(field)
+    raise ValueError(f"not a request input: {name}")  # pragma: no cover - checked names
+
+
 class Ruleset:
     """A compiled version: ``version`` is its number (0: the built-in default)."""
 
-    __slots__ = ("_getters", "fast", "inputs_read", "rules", "tables", "version")
+    __slots__ = (
+        "_env_getters",
+        "_recv_getters",
+        "_req_getters",
+        "fast",
+        "inputs_read",
+        "live_log",
+        "live_recv",
+        "rules",
+        "tables",
+        "version",
+    )
 
     def __init__(self, rules: Rules, version: int = 0, tables: Tables | None = None) -> None:
         self.rules = rules
         self.version = version
         self.tables = tables if tables is not None else rules.tables()
+        runners, effects = rules.runners, rules.effects
+        recv = effects.get("recv") if runners["recv"] is not None else None
+        #: recv runs on every fast-path hit (it reads more than the shape, or has effects)
+        self.live_recv = recv is not None and not recv.shape_only()
+        #: the log sub runs after every fast-path replay
+        self.live_log = runners["log"] is not None
         reads: set[str] = set()
-        for phase in HIT_PHASES:
-            if rules.runners[phase] is not None:
-                reads |= rules.effects[phase].reads
+        side_effects = False
+        for phase in MEMO_PHASES:
+            if runners[phase] is not None:
+                reads |= effects[phase].reads
+                side_effects |= effects[phase].side_effects
+        if recv is not None and not self.live_recv:
+            reads |= recv.reads  # a shape-only recv: folded into the memo too
         #: hits may be replayed by the fast path (see the module's docstring)
-        self.fast = not (reads & _TIME_DEPENDENT) and rules.runners["log"] is None
-        #: the inputs besides the request's shape that the hit subs read (the memo key's tail)
+        self.fast = not (reads & _TIME_DEPENDENT) and not side_effects
+        #: the inputs besides the request's shape that the memoized subs read (key's tail)
         self.inputs_read = tuple(
             sorted(
                 r
@@ -71,15 +111,34 @@ class Ruleset:
                 and r not in _TIME_DEPENDENT
             )
         )
-        self._getters = tuple(_getter(r) for r in self.inputs_read) if self.fast else ()
+        ok = self.fast
+        self._req_getters = tuple(_from_request(r) for r in self.inputs_read) if ok else ()
+        self._env_getters = tuple(_from_env(r) for r in self.inputs_read) if ok else ()
+        recv_reads = sorted(r for r in (recv.reads if recv else ()) if r not in SHAPE_INPUTS)
+        self._recv_getters = tuple(_from_request(r) for r in recv_reads) if ok else ()
 
     @classmethod
     def default(cls) -> Ruleset:
         return cls(compile_default(), 0)
 
     def inputs(self, req: Request) -> tuple[object, ...]:
-        """The values of :attr:`inputs_read` for ``req`` (as it arrived)."""
-        return tuple(g(req) for g in self._getters)
+        """The values of :attr:`inputs_read` for ``req`` as it arrived (no live recv)."""
+        return tuple(g(req) for g in self._req_getters)
+
+    def recv_key(self, req: Request) -> tuple[object, ...]:
+        """What a live recv reads of ``req``: its result for a key it once decided without
+        side effects is the same (the fast path's memo of recv's plain look-ups)."""
+        m = req.map
+        return (
+            req.target,
+            m.get("accept"),
+            m.get("accept-encoding"),
+            *(g(req) for g in self._recv_getters),
+        )
+
+    def inputs_after(self, env: Env) -> tuple[object, ...]:
+        """The values of :attr:`inputs_read` after a live recv ran on ``env``."""
+        return tuple(g(env) for g in self._env_getters)
 
     def __repr__(self) -> str:
         return f"<Ruleset v{self.version} fast={self.fast} {self.rules!r}>"

@@ -26,10 +26,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from pkgedge.cache.keys import cache_path
 from pkgedge.edge.context import Ctx
+from pkgedge.edge.fastpath import BLOCKERS
 from pkgedge.edge.phases import Phase
 from pkgedge.errors import PkgedgeError
 from pkgedge.http.headers import Headers, as_map
@@ -39,6 +40,8 @@ from pkgedge.security.useragent import classify
 
 if TYPE_CHECKING:
     from pkgedge.edge.pipeline import Pipeline
+    from pkgedge.edge.ruleset import Ruleset
+    from pkgedge.http.request import Request
 
 log = logging.getLogger("pkgedge.rules")
 
@@ -73,25 +76,93 @@ class RuleLimiter:
         return allowed
 
 
+def request_env(
+    p: Pipeline,
+    req: Request,
+    ruleset: Ruleset,
+    trace: bool = False,
+    backend: str = "",
+    restarts: int = 0,
+) -> Env:
+    """A new Env for ``req`` as it is now."""
+    return Env(
+        method=req.method,
+        url=req.target,
+        req_headers=dict(req.map),
+        client_ip=req.client,
+        client_identity=req.key or req.client,
+        ua_class=classify(req.map.get("user-agent")).kind,
+        tables=ruleset.tables.current,
+        backend=backend,
+        restarts=restarts,
+        limiter=p.limiter,
+        trace=trace,
+    )
+
+
 def env_of(p: Pipeline, ctx: Ctx) -> Env:
     """The request's Env, made on the first phase that has rules."""
     env = ctx.env
     if env is None:
-        req = ctx.req
-        env = ctx.env = Env(
-            method=req.method,
-            url=req.target,
-            req_headers=dict(req.map),
-            client_ip=req.client,
-            client_identity=req.key or req.client,
-            ua_class=classify(req.map.get("user-agent")).kind,
-            tables=ctx.ruleset.tables.current,
-            backend=ctx.backend,
-            restarts=ctx.restarts,
-            limiter=p.limiter,
-            trace=ctx.trace is not None,
+        env = ctx.env = request_env(
+            p, ctx.req, ctx.ruleset, ctx.trace is not None, ctx.backend, ctx.restarts
         )
     return env
+
+
+#: Request fields a live recv may not change on the fast path (the memo's key and the fields
+#: that take a request off it).
+_FAST_FIELDS = frozenset({"accept", "accept-encoding"}) | BLOCKERS
+
+
+#: Most remembered recv results per worker (cleared whole when full).
+RECV_MEMO_MAX = 20_000
+
+
+def fast_recv(
+    p: Pipeline, req: Request, ruleset: Ruleset, memo: dict[tuple[object, ...], tuple[object, ...]]
+) -> tuple[object, ...] | None:
+    """Run recv live for a fast-path candidate. Returns the memo inputs after it (see
+    :meth:`Ruleset.inputs_after`) when the request may go on to the memo (a plain look-up),
+    else None, with ``req.pre`` holding what recv decided for the phases.
+
+    A plain look-up decided without side effects (no rate-limit token, no log line) is
+    remembered in ``memo`` by what recv read: the same inputs give the same result, so a
+    repeated request skips the sub."""
+    key = ruleset.recv_key(req)
+    known = memo.get(key)
+    if known is not None:
+        return known
+    env = request_env(p, req, ruleset)
+    runner = ruleset.rules.runners["recv"]
+    assert runner is not None
+    try:
+        out = runner(env)
+    except RulesRuntimeError:
+        return None  # the phases run it again and answer the error
+    req.pre = (env, out)
+    if (out is not None and out.kind is not Kind.LOOKUP) or env.url_changed:
+        return None
+    if any(e[0] == "req" and e[2] in _FAST_FIELDS for e in env.edits):
+        return None
+    inputs = ruleset.inputs_after(env)
+    if not env.effects and not env.log_lines:
+        if len(memo) >= RECV_MEMO_MAX:
+            memo.clear()
+        memo[key] = inputs
+    return inputs
+
+
+def take_pre(ctx: Ctx) -> Outcome | None:
+    """recv's outcome when the fast path already ran it (its Env becomes the request's)."""
+    pre = cast(tuple[Env, Outcome | None], ctx.req.pre)
+    env, out = pre
+    ctx.req.pre = None
+    ctx.env = env
+    if env.log_lines:
+        ctx.log_lines.extend(env.log_lines)
+        env.log_lines.clear()
+    return out
 
 
 def run(p: Pipeline, ctx: Ctx, phase: str) -> Outcome | None:

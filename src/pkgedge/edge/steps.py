@@ -42,7 +42,7 @@ async def recv(p: Pipeline, ctx: Ctx) -> Phase:
         return Phase.ERROR
     wanted = None
     if ctx.ruleset.rules.runners["recv"] is not None:
-        out = rr.run(p, ctx, "recv")
+        out = rr.take_pre(ctx) if req.pre is not None else rr.run(p, ctx, "recv")
         rr.apply_request(ctx)
         if out is not None:
             if out.kind in rr.ANSWERS:

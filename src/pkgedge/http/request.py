@@ -14,6 +14,7 @@ class Request:
         "map",
         "method",
         "note",
+        "pre",
         "refusal",
         "shape",
         "spec",
@@ -50,6 +51,7 @@ class Request:
         self.note = ""  # what protection decided, for the access log
         self.refusal: bytes | None = None  # a refusal decided before the pipeline ran
         self.shape: tuple[object, ...] | None = None  # its key in the fast path's memo
+        self.pre: object = None  # what the fast path's live recv rules decided (edge/rulesrun)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"

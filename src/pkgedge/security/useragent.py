@@ -96,6 +96,8 @@ class ClientClass:
     python_version: str | None = None
     ci: bool | None = None
     raw: str = ""
+    #: the operating system an installer reported (linehaul ``system.name``: Linux, ...)
+    system: str | None = None
 
     @property
     def is_installer(self) -> bool:
@@ -140,8 +142,11 @@ def _classify(ua: str) -> ClientClass:
         if rest.startswith("{"):
             data = _linehaul(rest)
 
-    name, ci, python = product, None, None
+    name, ci, python, system = product, None, None, None
     if data is not None:
+        osinfo = data.get("system")
+        if isinstance(osinfo, dict):
+            system = _field(osinfo.get("name"))
         installer = data.get("installer")
         if isinstance(installer, dict):
             name = (_field(installer.get("name")) or product).lower()
@@ -155,9 +160,9 @@ def _classify(ua: str) -> ClientClass:
         python = found.group(1) if found else None
 
     if kind is not None:
-        return ClientClass(kind, name, version, python, ci, ua)
+        return ClientClass(kind, name, version, python, ci, ua, system)
     if _MIRROR.match(ua):
-        return ClientClass("mirror", product or None, version, python, ci, ua)
+        return ClientClass("mirror", product or None, version, python, ci, ua, system)
     if _BOT.search(ua) or _GENERIC_BOT.search(ua):
         return ClientClass("bot", None, None, None, None, ua)
     if _BROWSER.match(ua) and _ENGINE.search(ua):

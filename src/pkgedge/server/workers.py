@@ -76,9 +76,15 @@ def _worker(
         pass
 
 
-def run(settings: EdgeSettings, main: WorkerMain, out: Callable[[str], None] = print) -> int:
+def run(
+    settings: EdgeSettings,
+    main: WorkerMain,
+    out: Callable[[str], None] = print,
+    on_exit: Callable[[Counters], None] | None = None,
+) -> int:
     """Bind, prepare the disk tier, fork ``settings.workers`` workers running ``main``,
-    replace those that die, and stop them all on SIGTERM or SIGINT."""
+    replace those that die, and stop them all on SIGTERM or SIGINT; then ``on_exit`` gets
+    the counters as the workers left them."""
     store = DiskStore(settings.cache_dir, settings.disk_size)
     store.prepare()
     client_sock = bind(*settings.listen_addr)
@@ -140,4 +146,6 @@ def run(settings: EdgeSettings, main: WorkerMain, out: Callable[[str], None] = p
                 f"pkgedge: worker {row} (pid {pid}) exited ({status}); restarting", file=sys.stderr
             )
             spawn(row)
+    if on_exit is not None:
+        on_exit(counters)
     return 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import httptools
@@ -215,6 +217,8 @@ class UpstreamPool:
         self.opened = 0
         self.reused = 0
         self.in_use = 0
+        #: told each request's latency (sent to response head), for the stats
+        self.observe: Callable[[float], None] | None = None
         default_port = 443 if scheme == "https" else 80
         self.host_header = host if port == default_port else f"{host}:{port}"
         if ":" in host and not host.startswith("["):
@@ -291,6 +295,7 @@ class UpstreamPool:
         payload = "".join(lines).encode("latin-1")
         if body:
             payload += body
+        started = time.monotonic()
         for attempt in (0, 1):
             conn = self._acquire_idle() if attempt == 0 else None
             fresh = conn is None
@@ -316,6 +321,8 @@ class UpstreamPool:
                 if not fresh and method in ("GET", "HEAD") and conn.status == 0:
                     continue
                 raise
+            if self.observe is not None:
+                self.observe(time.monotonic() - started)
             return UpstreamResponse(conn, self.between_bytes_timeout)
         raise UpstreamError("unreachable")  # pragma: no cover
 

@@ -4,7 +4,9 @@
 purges by URL, by surrogate keys (at most 256 per call) or everything; ``soft`` marks objects
 stale instead of removing them. The purge is committed to the shared index before the call
 returns, so every worker sees it. ``GET /stats`` (JSON), ``GET /metrics`` (Prometheus text) and
-``GET /healthz`` (no token needed) complete it.
+``GET /healthz`` (no token needed) complete it. With ``--redis`` a purge goes to every node
+(:attr:`AdminHandler.purge_via`, :mod:`pkgedge.cluster.purges`), and the answer also has
+``nodes`` (name → objects purged) and ``missing``.
 
 Other modules add endpoints with :meth:`AdminHandler.route` (exact path, or a prefix ending in
 ``/``); the composition root (:mod:`pkgedge.app`) registers them. A route's handler gets the
@@ -17,7 +19,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from pkgedge.cache.keys import cache_path
@@ -45,6 +47,12 @@ class AdminHandler:
         self._exact: dict[str, Route] = {}
         self._prefixes: list[tuple[str, Route]] = []
         self._open: set[str] = {"/healthz"}
+        #: more Prometheus text for /metrics, each made from the counters' totals
+        self.metric_sources: list[Callable[[dict[str, int]], str]] = []
+        #: told every purge: {"purged", "urls", "keys", "all", "soft"}
+        self.on_purge: list[Callable[[dict[str, Any]], None]] = []
+        #: set by the composition root when purges go through Redis to every node
+        self.purge_via: Callable[[bytes], Awaitable[tuple[int, bytes]]] | None = None
 
     def route(self, path: str, handler: Route, *, public: bool = False) -> None:
         """Serve ``path`` (a prefix when it ends with ``/``) with ``handler``; ``public``
@@ -135,16 +143,18 @@ class AdminHandler:
         elif path == "/metrics" and req.method in ("GET", "HEAD"):
             snap = self.stats()
             extra = {"disk_objects": snap.pop("disk_objects"), "disk_bytes": snap.pop("disk_bytes")}
-            self._send(
-                client, req, 200, prometheus(snap, extra).encode(), "text/plain; version=0.0.4"
-            )
+            text = prometheus(snap, extra) + "".join(f(snap) for f in self.metric_sources)
+            self._send(client, req, 200, text.encode(), "text/plain; version=0.0.4")
         elif path == "/purge":
             if req.method != "POST":
                 client.write(
                     error_response(405, "use POST", close=close, extra=[("allow", "POST")])
                 )
                 return
-            status, body = self.purge(req.body)
+            if self.purge_via is not None:  # through Redis to every node (pkgedge.cluster)
+                status, body = await self.purge_via(req.body)
+            else:
+                status, body = self.purge(req.body)
             if status != 200:
                 client.write(error_response(status, body.decode(), close=close))
                 return
@@ -154,23 +164,16 @@ class AdminHandler:
         else:
             client.write(error_response(404, "no such admin endpoint", close=close))
 
+    def check_purge(self, raw: bytes) -> tuple[int, bytes] | None:
+        """The error :meth:`purge` would answer for ``raw`` (nothing purged), or None."""
+        parsed = parse_purge(raw)
+        return parsed if not isinstance(parsed, PurgeBody) else None
+
     def purge(self, raw: bytes) -> tuple[int, bytes]:
-        try:
-            data = json.loads(raw or b"{}")
-        except ValueError:
-            return 400, b'body must be JSON: {"urls": [...], "keys": [...], "all": false}'
-        if not isinstance(data, dict):
-            return 400, b"body must be a JSON object"
-        urls, keys = data.get("urls") or [], data.get("keys") or []
-        soft, everything = bool(data.get("soft")), bool(data.get("all"))
-        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-            return 400, b"urls must be a list of strings"
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            return 400, b"keys must be a list of strings"
-        if len(keys) > MAX_KEYS or len(urls) > MAX_KEYS:
-            return 400, f"at most {MAX_KEYS} keys or urls per call".encode()
-        if not (urls or keys or everything):
-            return 400, b"nothing to purge: give urls, keys or all"
+        parsed = parse_purge(raw)
+        if not isinstance(parsed, PurgeBody):
+            return parsed
+        urls, keys, soft, everything = parsed
         count = 0
         if everything:
             count += self.store.purge_all(soft=soft)
@@ -187,4 +190,34 @@ class AdminHandler:
         if everything and not soft:
             self.memory.clear()
         self.counters.add("purges", count)
+        for hook in self.on_purge:
+            hook({"purged": count, "urls": urls, "keys": keys, "all": everything, "soft": soft})
         return 200, json.dumps({"purged": count, "soft": soft}).encode()
+
+
+class PurgeBody(NamedTuple):
+    urls: list[str]
+    keys: list[str]
+    soft: bool
+    everything: bool
+
+
+def parse_purge(raw: bytes) -> PurgeBody | tuple[int, bytes]:
+    """A purge request's body, or (400, the reason)."""
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError:
+        return 400, b'body must be JSON: {"urls": [...], "keys": [...], "all": false}'
+    if not isinstance(data, dict):
+        return 400, b"body must be a JSON object"
+    urls, keys = data.get("urls") or [], data.get("keys") or []
+    soft, everything = bool(data.get("soft")), bool(data.get("all"))
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        return 400, b"urls must be a list of strings"
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        return 400, b"keys must be a list of strings"
+    if len(keys) > MAX_KEYS or len(urls) > MAX_KEYS:
+        return 400, f"at most {MAX_KEYS} keys or urls per call".encode()
+    if not (urls or keys or everything):
+        return 400, b"nothing to purge: give urls, keys or all"
+    return PurgeBody(urls, keys, soft, everything)

@@ -42,7 +42,7 @@ UV_CAPTURED = (
 
 def test_pip_linehaul() -> None:
     c = classify(PIP)
-    assert c == ClientClass("pip", "pip", "24.0", "3.11.7", False, PIP)
+    assert c == ClientClass("pip", "pip", "24.0", "3.11.7", False, PIP, system="Linux")
     assert c.is_installer
 
 

@@ -1,0 +1,15 @@
+"""Many nodes through Redis (issue 10): the node registry and heartbeats (:mod:`.link`),
+purges fanned out over a Redis stream with acknowledgements (:mod:`.purges`), and rate-limit
+buckets and penalties shared between nodes (:mod:`.limits`), and the active configuration's
+text (:mod:`.config`).
+
+Everything here is optional: a node without ``--redis`` never imports the client, and a node
+whose Redis is down keeps serving on its local state (purges then reach only the node that
+was asked, and wait in ``cache-dir/cluster-outbox.jsonl`` until Redis is back).
+
+Keys (prefix ``pkgedge:``): ``purges`` (the stream), ``epoch`` (changes when Redis lost its
+data), ``nodes`` (sorted set: name → last heartbeat), ``node:NAME`` (tier, pid),
+``ack:ID`` (hash: node → objects purged), ``ackq:ID`` (list the publisher blocks on),
+``bucket:KEY`` (hash: tokens, last), ``penalties`` (stream of penalties given), ``config``
+(hash: id, source, node).
+"""

@@ -1,0 +1,96 @@
+"""The connection to Redis and the node registry.
+
+A node registers in the sorted set ``pkgedge:nodes`` (score: the time of its last heartbeat,
+sent every :data:`HEARTBEAT` seconds by worker 0) with its tier in ``pkgedge:node:NAME``: a
+node with ``--shield`` is an ``edge``, any other a ``shield`` (a tier-0 node: it fetches
+from the origin). A node is live while its heartbeat is younger than :data:`LIVE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from pkgedge.config import EdgeSettings
+
+PREFIX = "pkgedge:"
+NODES = PREFIX + "nodes"
+HEARTBEAT = 1.0
+LIVE = 4.0
+#: what a Redis call may raise when the server is down or goes away
+DOWN = (RedisError, OSError, asyncio.TimeoutError)
+log = logging.getLogger("pkgedge.cluster")
+#: a ``redis.asyncio.Redis`` (bytes in and out); its replies are typed as loose unions, so
+#: this package reads them as Any and converts each one where it is used
+Client = Any
+
+
+def connect(url: str, *, timeout: float | None = 2.0) -> Client:
+    """A client for ``url`` (connections are made on first use, and again after a failure)."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=0.5,
+        socket_timeout=timeout,
+        retry_on_timeout=False,
+        decode_responses=False,
+    )
+
+
+def tier(settings: EdgeSettings) -> str:
+    return "edge" if settings.shield else "shield"
+
+
+class Registry:
+    """This node's heartbeat, and who else is live."""
+
+    def __init__(self, settings: EdgeSettings, client: Client) -> None:
+        self.name = settings.node_name
+        self.tier = tier(settings)
+        self.redis = client
+        self._warned = False
+
+    def __repr__(self) -> str:
+        return f"<Registry {self.name} tier={self.tier}>"
+
+    async def beat(self) -> None:
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(NODES, {self.name: now})
+        pipe.hset(PREFIX + "node:" + self.name, mapping={"tier": self.tier, "pid": os.getpid()})
+        pipe.expire(PREFIX + "node:" + self.name, int(LIVE * 10))
+        pipe.zremrangebyscore(NODES, "-inf", now - 3600)  # forget nodes gone for an hour
+        await pipe.execute()
+
+    async def leave(self) -> None:
+        await self.redis.zrem(NODES, self.name)
+
+    async def run(self) -> None:
+        """Beat until cancelled; a Redis outage is logged once and waited out."""
+        while True:
+            try:
+                await self.beat()
+                if self._warned:
+                    log.warning("redis is reachable again")
+                self._warned = False
+            except DOWN as exc:
+                if not self._warned:
+                    log.warning("redis unreachable (heartbeat): %s", exc)
+                self._warned = True
+            await asyncio.sleep(HEARTBEAT)
+
+    async def live(self) -> dict[str, str]:
+        """Live nodes → their tier."""
+        names = await self.redis.zrangebyscore(NODES, time.time() - LIVE, "+inf")
+        if not names:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for n in names:
+            pipe.hget(PREFIX + "node:" + n.decode(), "tier")
+        tiers: list[Any] = await pipe.execute()
+        return {n.decode(): (t or b"shield").decode() for n, t in zip(names, tiers, strict=True)}

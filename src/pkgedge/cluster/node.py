@@ -1,0 +1,95 @@
+"""What one worker of a node with ``--redis`` runs: the registry's heartbeat, the purge
+stream's follower and the configuration's sync (worker 0), purge publishing (every worker) and
+the shared limits (every worker with protection on)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from pkgedge.cluster.config import ConfigSync, Versions
+from pkgedge.cluster.limits import LimitSync
+from pkgedge.cluster.link import DOWN, Registry, connect, log
+from pkgedge.cluster.purges import Apply, Check, PurgeBus
+from pkgedge.config import EdgeSettings
+from pkgedge.security.ratelimit import PenaltyBox, RateLimiter
+
+#: how long worker 0 waits for Redis to catch up on purges before it serves anyway
+START_WAIT = 10.0
+
+
+class Node:
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        row: int,
+        check: Check,
+        apply: Apply,
+        limiter: RateLimiter | None = None,
+        boxes: dict[str, PenaltyBox] | None = None,
+        versions: Versions | None = None,
+    ) -> None:
+        url = settings.redis
+        if not url:
+            raise ValueError("a cluster node needs --redis")
+        self.row = row
+        self.redis = connect(url)
+        self.blocking = connect(url, timeout=None)
+        self.registry = Registry(settings, self.redis)
+        self.purges = PurgeBus(
+            self.registry,
+            self.redis,
+            self.blocking,
+            settings.cache_dir,
+            check,
+            apply,
+            settings.purge_timeout,
+        )
+        self.limits = (
+            LimitSync(self.redis, settings.node_name, limiter, boxes or {})
+            if limiter is not None
+            else None
+        )
+        self.config = (
+            ConfigSync(self.redis, settings.node_name, versions, settings.cache_dir)
+            if versions is not None and row == 0
+            else None
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"<Node {self.registry.name} row={self.row}>"
+
+    async def start(self) -> None:
+        """Worker 0 catches up on purges (at most :data:`START_WAIT`) before it serves."""
+        loop = asyncio.get_running_loop()
+        if self.row == 0:
+            try:
+                await asyncio.wait_for(self.purges.start(), START_WAIT)
+                await self.registry.beat()
+                self._started = True
+            except (*DOWN, TimeoutError) as exc:
+                log.warning("redis unreachable at start (serving, purges follow later): %s", exc)
+            self._tasks.append(loop.create_task(self.registry.run()))
+            self._tasks.append(loop.create_task(self._follow()))
+        if self.config is not None:
+            self._tasks.append(loop.create_task(self.config.run()))
+        if self.limits is not None:
+            self._tasks.append(loop.create_task(self.limits.run()))
+
+    async def _follow(self) -> None:
+        await self.purges.follow(started=self._started)
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, *DOWN):
+                await t
+        if self.row == 0:  # a node that stops is no longer live (a crashed one is, for LIVE s)
+            with contextlib.suppress(*DOWN):
+                await asyncio.wait_for(self.registry.leave(), 1.0)
+        for client in (self.redis, self.blocking):
+            with contextlib.suppress(*DOWN):
+                await client.aclose()

@@ -1,0 +1,249 @@
+"""The Redis side of pkgedge.cluster, one piece at a time against a real redis-server: the
+purge stream's cursor, catch-up, trimming and epochs, the outbox while Redis is down, the
+shield-first ordering, and the configuration's sync. (The whole cluster runs in
+test_cluster.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pkgedge.cluster import config as cconfig
+from pkgedge.cluster import purges as cpurges
+from pkgedge.cluster.link import Registry, connect
+from pkgedge.config import build_edge_settings
+from support.redis import RedisServer, redis_server  # noqa: F401  (module fixture)
+
+
+def run(coro: Callable[[], Awaitable[Any]], *nodes: Node) -> Any:
+    """Run ``coro`` in a new loop, closing the nodes' clients before the loop ends."""
+
+    async def main() -> Any:
+        try:
+            return await coro()
+        finally:
+            for node in nodes:
+                for client in node.clients:
+                    await client.aclose()
+                node.clients.clear()
+
+    return asyncio.run(main())
+
+
+class Node:
+    """A PurgeBus whose apply records what it was given."""
+
+    def __init__(self, tmp: Path, name: str, url: str, *, shield: bool = False) -> None:
+        flags = {"upstream": "http://127.0.0.1:9/simple/", "cache_dir": str(tmp / name)}
+        if shield:
+            flags["shield"] = "http://127.0.0.1:9/"
+        (tmp / name).mkdir(exist_ok=True)
+        self.settings = build_edge_settings(
+            {**flags, "redis": url, "node_name": name, "purge_timeout": "1s"}, environ={}
+        )
+        self.applied: list[dict[str, Any]] = []
+        self.url = url
+        self.clients: list[Any] = []
+
+    def bus(self) -> cpurges.PurgeBus:
+        client, blocking = connect(self.url), connect(self.url, timeout=None)
+        self.clients += [client, blocking]
+        registry = Registry(self.settings, client)
+
+        def apply(raw: bytes) -> tuple[int, bytes]:
+            self.applied.append(json.loads(raw))
+            return 200, b'{"purged": 1}'
+
+        return cpurges.PurgeBus(
+            registry, client, blocking, self.settings.cache_dir, lambda raw: None, apply, 1.0
+        )
+
+
+async def _flush(url: str) -> None:
+    client = connect(url)
+    await client.flushall()
+    await client.aclose()
+
+
+def test_a_node_catches_up_from_its_cursor_in_order(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    run(lambda: _flush(redis_server.url))
+    a = Node(tmp_path, "a", redis_server.url)
+    other = Node(tmp_path, "other", redis_server.url)
+
+    async def scenario() -> None:
+        bus = a.bus()
+        await bus.start()  # a new node: nothing to catch up on
+        pub = other.bus()
+        for n in range(3):  # published while "a" is down (nobody acknowledges: 1 s timeout)
+            await pub.redis.xadd(cpurges.STREAM, {"body": json.dumps({"urls": [f"/{n}"]})})
+        again = a.bus()  # "a" starts again from its saved cursor
+        await again.start()
+
+    run(scenario, a, other)
+    assert [p["urls"] for p in a.applied] == [["/0"], ["/1"], ["/2"]]
+
+
+def test_a_cursor_the_stream_no_longer_holds_purges_everything(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    run(lambda: _flush(redis_server.url))
+    a = Node(tmp_path, "a", redis_server.url)
+
+    async def scenario() -> None:
+        bus = a.bus()
+        await bus.redis.xadd(cpurges.STREAM, {"body": b'{"urls": ["/old"]}'})
+        await bus.start()
+        for n in range(5):
+            await bus.redis.xadd(cpurges.STREAM, {"body": json.dumps({"urls": [f"/{n}"]})})
+        await bus.redis.xtrim(
+            cpurges.STREAM, maxlen=2, approximate=False
+        )  # entries after the cursor are gone
+        await a.bus().start()
+
+    run(scenario, a)
+    assert a.applied[0] == {"all": True}
+    assert [p.get("urls") for p in a.applied[1:]] == [["/3"], ["/4"]]
+
+
+def test_a_redis_that_lost_its_data_is_replayed_from_its_start(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    run(lambda: _flush(redis_server.url))
+    a = Node(tmp_path, "a", redis_server.url)
+
+    async def scenario() -> None:
+        bus = a.bus()
+        for n in range(3):
+            await bus.redis.xadd(cpurges.STREAM, {"body": json.dumps({"urls": [f"/{n}"]})})
+        await bus.start()  # cursor at the newest entry
+        await bus.redis.flushall()  # a new epoch: IDs start again lower than the cursor
+        await bus.redis.set(cpurges.EPOCH, "new")
+        await bus.redis.xadd(cpurges.STREAM, {"body": b'{"urls": ["/after"]}'})
+        await a.bus().start()
+
+    run(scenario, a)
+    assert a.applied == [{"urls": ["/after"]}]
+
+
+def test_with_redis_down_a_purge_applies_here_and_waits_in_the_outbox(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    a = Node(tmp_path, "a", redis_server.url)
+    redis_server.kill()
+    try:
+        status, body = run(lambda: a.bus().publish(b'{"urls": ["/x"]}'), a)
+    finally:
+        redis_server.start()
+    result = json.loads(body)
+    assert status == 200 and result["queued"] is True and a.applied == [{"urls": ["/x"]}]
+    run(lambda: _flush(redis_server.url))
+
+    async def resume() -> list[Any]:
+        bus = a.bus()
+        assert await bus.flush_outbox() == 1
+        assert await bus.flush_outbox() == 0  # sent once
+        return list(await bus.redis.xrange(cpurges.STREAM))
+
+    entries = run(resume, a)
+    assert [json.loads(f[b"body"]) for _, f in entries] == [{"urls": ["/x"]}]
+
+
+def test_an_edge_applies_a_purge_after_the_live_shield(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    run(lambda: _flush(redis_server.url))
+    shield = Node(tmp_path, "shield", redis_server.url)
+    edge = Node(tmp_path, "edge", redis_server.url, shield=True)
+
+    async def scenario() -> float:
+        s, e = shield.bus(), edge.bus()
+        await s.registry.beat()
+        await e.registry.beat()
+        sid = (await s.redis.xadd(cpurges.STREAM, {"body": b'{"urls": ["/a"]}'})).decode()
+        waited = asyncio.get_running_loop().create_task(e._after_shields(sid))
+        await asyncio.sleep(0.2)
+        assert not waited.done()  # the shield has not applied it yet
+        started = time.monotonic()
+        await s.redis.hset(cpurges.PREFIX + "ack:" + sid, "shield", 1)  # the shield applied it
+        await waited
+        return time.monotonic() - started
+
+    took = run(scenario, shield, edge)
+    assert took < 0.5  # released by the shield's ack, not by the 1 s timeout
+
+
+@dataclass
+class _V:
+    source: str
+
+
+class FakeVersions:
+    def __init__(self, source: str) -> None:
+        self.list = [_V(source)]
+        self.current = 0
+
+    def active(self) -> int:
+        return self.current
+
+    def get(self, number: int) -> _V:
+        return self.list[number]
+
+    def create(self, source: str, author: str, comment: str = "", parent: int | None = None) -> int:
+        self.list.append(_V(source))
+        return len(self.list) - 1
+
+    def activate(self, number: int, author: str, action: str = "activate") -> tuple[int, int]:
+        old, self.current = self.current, number
+        return old, number
+
+
+def test_configuration_the_last_activation_anywhere_wins(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    run(lambda: _flush(redis_server.url))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    va, vb = FakeVersions("default"), FakeVersions("default")
+
+    async def scenario() -> None:
+        a = cconfig.ConfigSync(connect(redis_server.url), "a", va, str(tmp_path / "a"))
+        b = cconfig.ConfigSync(connect(redis_server.url), "b", vb, str(tmp_path / "b"))
+        try:
+            await _config_steps(a, b, va, vb)
+        finally:
+            await a.redis.aclose()
+            await b.redis.aclose()
+
+    run(scenario)
+
+
+async def _config_steps(
+    a: cconfig.ConfigSync, b: cconfig.ConfigSync, va: FakeVersions, vb: FakeVersions
+) -> None:
+    await a.sync()
+    await b.sync()  # first looks: nothing published
+    assert await a.redis.hgetall(cconfig.KEY) == {}
+    va.activate(va.create("sub deliver {}", "me"), "me")
+    await a.sync()  # published
+    await b.sync()  # taken
+    assert vb.get(vb.active()).source == "sub deliver {}"
+    await b.sync()
+    await a.sync()  # nothing bounces back
+    assert len(va.list) == 2 and len(vb.list) == 2
+    vb.activate(0, "rollback")  # a rollback on b wins in turn
+    await b.sync()
+    await a.sync()
+    assert va.get(va.active()).source == "default"
