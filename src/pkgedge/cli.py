@@ -1,4 +1,4 @@
-"""The ``pkgedge`` command: ``edge``, ``purge``, ``stats``, ``config show``.
+"""The ``pkgedge`` command: one sub-command per job (see :data:`DESCRIPTION`).
 
 Errors are one clear line on stderr and a non-zero exit, never a traceback.
 """
@@ -9,12 +9,18 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 from pkgedge import __version__
+from pkgedge.cliparts import (
+    DATA_DIR,
+    DESCRIPTION,
+    admin_call,
+    leaf_parsers,
+    option_help,
+    recorded,
+)
 from pkgedge.config import EDGE_OPTIONS, build_edge_settings
 from pkgedge.errors import PkgedgeError
 
@@ -27,7 +33,7 @@ def _add_edge_options(p: argparse.ArgumentParser) -> None:
             dest=opt.name,
             metavar=opt.metavar,
             default=None,
-            help=f"{opt.doc} [env {opt.env}]",
+            help=option_help(opt),
         )
 
 
@@ -44,7 +50,7 @@ def _add_origin_options(p: argparse.ArgumentParser, only: tuple[str, ...] = ()) 
             dest="origin_" + opt.name,
             metavar=opt.metavar,
             default=None,
-            help=f"{opt.doc} [env {opt.env}]",
+            help=option_help(opt),
         )
 
 
@@ -70,9 +76,22 @@ def _origin_settings(args: argparse.Namespace, **overrides: Any) -> Any:
 
 
 def cmd_origin(args: argparse.Namespace) -> int:
-    from pkgedge.index.run import serve
+    from pathlib import Path
 
-    return serve(_origin_settings(args), out=lambda line: print(line, flush=True))
+    from pkgedge.index import private
+    from pkgedge.index.run import serve
+    from pkgedge.server.lifeline import die_with_parent
+    from pkgedge.up import PARENT_ENV
+
+    settings = _origin_settings(args)
+    parent = os.environ.get(PARENT_ENV, "")
+    if parent.isdigit():  # started by `pkgedge up`, which checked the data directory
+        die_with_parent(int(parent))
+    else:
+        private.make_dir(Path(settings.data_dir))
+        for warning in private.check(Path(settings.data_dir)):
+            print(f"pkgedge origin: warning: {warning}", file=sys.stderr, flush=True)
+    return serve(settings, out=lambda line: print(line, flush=True))
 
 
 def _catalog(args: argparse.Namespace) -> Any:
@@ -178,9 +197,9 @@ def cmd_project(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from pkgedge.up import run_up
+    from pkgedge.up import UP_OPTIONS, run_up
 
-    return run_up(args)
+    return run_up({o.name: getattr(args, "up_" + o.name) for o in UP_OPTIONS}, args.config)
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -188,8 +207,23 @@ def cmd_config_show(args: argparse.Namespace) -> int:
         from pkgedge.configcmd import cmd_show_version
 
         return cmd_show_version(args)
-    settings = _settings(args, upstream=None)
-    data = settings.as_dict(redact=not args.show_secrets)
+    edge_flags = any(getattr(args, o.name, None) is not None for o in EDGE_OPTIONS)
+    found = None
+    if args.data_dir is not None or not (edge_flags or args.config):
+        found = recorded(args.data_dir or DATA_DIR)
+        if args.data_dir is not None and (found is None or "settings" not in found):
+            raise PkgedgeError(
+                f"no settings recorded in {args.data_dir}: `pkgedge up --data-dir "
+                f"{args.data_dir}` records them when it starts"
+            )
+    if found is not None and isinstance(found.get("settings"), dict):
+        where = args.data_dir or DATA_DIR
+        print(f"# the settings `pkgedge up` runs with (recorded in {where})", file=sys.stderr)
+        data = dict(found["settings"])
+        if not args.show_secrets:
+            data["admin_token"] = "***"
+    else:
+        data = _settings(args, upstream=None).as_dict(redact=not args.show_secrets)
     for key, value in data.items():
         print(f"{key} = {json.dumps(value)}")
     return 0
@@ -213,35 +247,10 @@ def cmd_playground_test(args: argparse.Namespace) -> int:
     )
 
 
-def _admin_call(
-    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
-) -> Any:
-    token = args.token or os.environ.get("PKGEDGE_ADMIN_TOKEN")
-    if not token:
-        raise PkgedgeError("no admin token: pass --token or set PKGEDGE_ADMIN_TOKEN")
-    admin = args.admin_url or os.environ.get("PKGEDGE_ADMIN_URL") or "http://127.0.0.1:8081"
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        admin.rstrip("/") + path,
-        data=data,
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        reason = exc.read().decode(errors="replace").strip()
-        raise PkgedgeError(f"admin API answered {exc.code}: {reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        why = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        raise PkgedgeError(f"cannot reach the admin API at {admin}: {why}") from None
-
-
 def cmd_purge(args: argparse.Namespace) -> int:
     if not (args.key or args.url or args.all):
         raise PkgedgeError("nothing to purge: give --key, --url or --all")
-    result = _admin_call(
+    result = admin_call(
         args,
         "POST",
         "/purge",
@@ -269,11 +278,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.stats_command == "replay":
         return _stats_replay(args)
     if args.json:
-        print(json.dumps(_admin_call(args, "GET", "/stats"), indent=2))
+        print(json.dumps(admin_call(args, "GET", "/stats"), indent=2))
         return 0
     from pkgedge.stats.view import show
 
-    show(lambda: _admin_call(args, "GET", "/stats/live"), watch=args.watch)
+    show(lambda: admin_call(args, "GET", "/stats/live"), watch=args.watch)
     return 0
 
 
@@ -284,7 +293,7 @@ def _stats_downloads(args: argparse.Namespace) -> int:
 
     query = {"days": args.days, **({"by": args.by} if args.by else {})}
     path = f"/stats/downloads/{quote(args.name, safe='')}?{urlencode(query)}"
-    downloads_table(_admin_call(args, "GET", path))
+    downloads_table(admin_call(args, "GET", path))
     return 0
 
 
@@ -322,10 +331,21 @@ def _admin_args(p: argparse.ArgumentParser, *, keep: bool = False) -> None:
     p.add_argument(
         "--token", metavar="TOKEN", default=default, help="admin token [env PKGEDGE_ADMIN_TOKEN]"
     )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=default,
+        help="without --admin-url/--token: use the edge `pkgedge up --data-dir DIR` runs "
+        f"(default: {DATA_DIR}) [env PKGEDGE_ORIGIN_DATA_DIR]",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pkgedge", description=__doc__)
+    from pkgedge.up import UP_OPTIONS
+
+    p = argparse.ArgumentParser(
+        prog="pkgedge", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("--version", action="version", version=f"pkgedge {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -344,20 +364,16 @@ def parser() -> argparse.ArgumentParser:
     origin = sub.add_parser("origin", help="run the package index (the origin)")
     _add_origin_options(origin)
     origin.set_defaults(func=cmd_origin)
-    up = sub.add_parser("up", help="run origin, edge and admin together on this machine")
-    up.add_argument("--config", metavar="FILE", help="TOML config file")
-    up.add_argument("--data-dir", default="pkgedge-data", help="where everything is kept")
-    up.add_argument("--port", type=int, default=8080, help="the edge's port (clients use it)")
-    up.add_argument(
-        "--admin-port", type=int, default=None, help="the edge admin API's port (default: PORT+1)"
+    up = sub.add_parser(
+        "up",
+        help="run origin, edge and admin together on this machine",
+        description="Run the index (origin), the edge in front of it and the edge's admin API "
+        "on this machine. Options are also PKGEDGE_UP_* variables and keys of the [up] table; "
+        "[edge] and [origin] keys of the --config file apply too.",
     )
-    up.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    up.add_argument(
-        "--upstream",
-        default=None,
-        help="index to mirror for other projects (default: pip's; 'off')",
-    )
-    up.add_argument("--workers", type=int, default=None, help="edge worker processes")
+    up.add_argument("--config", metavar="FILE", help="TOML config file (or PKGEDGE_CONFIG)")
+    for opt in UP_OPTIONS:
+        up.add_argument(opt.flag, dest="up_" + opt.name, metavar=opt.metavar, help=option_help(opt))
     up.set_defaults(func=cmd_up)
     token = sub.add_parser("token", help="API tokens for uploads")
     tsub = token.add_subparsers(dest="token_command", metavar="ACTION")
@@ -424,6 +440,12 @@ def parser() -> argparse.ArgumentParser:
     _add_edge_options(show)
     show.add_argument("version", type=int, nargs="?", help="a configuration version")
     show.add_argument("--show-secrets", action="store_true", help="print the admin token")
+    show.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="show what `pkgedge up --data-dir DIR` runs with (the default when "
+        f"{DATA_DIR}/ has a running or past `up` and no edge option is given)",
+    )
     show.set_defaults(func=cmd_config_show)
     from pkgedge.configcmd import add_commands
 
@@ -443,7 +465,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    from pkgedge.index.private import private_umask
+
+    private_umask()  # data directories 700, catalogs and secrets 600
+    p = parser()
+    leaf_parsers(p)
+    args, extra = p.parse_known_args(argv)
+    if extra:
+        getattr(args, "_parser", p).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except PkgedgeError as exc:

@@ -473,6 +473,26 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc.strerror}") from None
 
 
+#: The tables of the TOML file: ``[edge]`` (:data:`EDGE_OPTIONS`), ``[origin]``
+#: (``pkgedge.index.settings``) and ``[up]`` (``pkgedge.up``). Any other table is refused.
+KNOWN_TABLES = ("edge", "origin", "up")
+
+
+def _check_tables(data: Mapping[str, Any], config_file: str) -> None:
+    unknown = sorted(k for k, v in data.items() if isinstance(v, dict) and k not in KNOWN_TABLES)
+    if unknown:
+        raise ConfigError(
+            f"config file {config_file}: unknown table(s): {', '.join(unknown)} "
+            f"(known: {', '.join(KNOWN_TABLES)})"
+        )
+    stray = sorted(k for k, v in data.items() if not isinstance(v, dict))
+    if stray:
+        raise ConfigError(
+            f"config file {config_file}: key(s) outside any table: {', '.join(stray)} "
+            f"(put them under [{'], ['.join(KNOWN_TABLES)}])"
+        )
+
+
 def merge_options(
     options: tuple[Option, ...],
     section: str,
@@ -485,7 +505,10 @@ def merge_options(
     file_values: dict[str, Any] = {}
     if config_file:
         data = read_toml(config_file)
-        flat = section == "edge" and not any(isinstance(v, dict) for v in data.values())
+        tables = any(isinstance(v, dict) for v in data.values())
+        if tables:
+            _check_tables(data, config_file)
+        flat = section == "edge" and not tables
         table = data if flat else data.get(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"config file {config_file}: [{section}] must be a table")

@@ -31,6 +31,12 @@ def _store(args: argparse.Namespace) -> VersionStore:
     flags = {"cache_dir": getattr(args, "cache_dir", None)}
     config_file = getattr(args, "config", None) or os.environ.get("PKGEDGE_CONFIG")
     values = merge_options(EDGE_OPTIONS, "edge", flags, os.environ, config_file)
+    if not (flags["cache_dir"] or config_file or os.environ.get("PKGEDGE_CACHE_DIR")):
+        from pkgedge.cliparts import DATA_DIR, recorded
+
+        up = (recorded(DATA_DIR) or {}).get("settings")  # the `pkgedge up` run from here
+        if isinstance(up, dict) and up.get("cache_dir"):
+            values = {**values, "cache_dir": up["cache_dir"], "backends": up.get("backends")}
     backends = ["origin", *(values.get("backends") or {})]
     return VersionStore(Path(values["cache_dir"]).expanduser().resolve(), backends)
 

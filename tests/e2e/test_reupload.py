@@ -63,9 +63,17 @@ def test_reupload_identical_is_accepted_and_a_different_file_is_a_clear_error(
     assert status == 400 and text.startswith("File already exists")
     assert "/project/twice/1.0/" in text
     assert skipped  # what --skip-existing does with the public index's answer too
+    # twine (7) prints the standard phrase, then the response's reason phrase, which carries
+    # the explanation (the origin writes it, the edge passes it on); no --verbose needed
     r = twine_upload(upload_url, token, other[:1])
-    assert r.returncode != 0 and "400 Bad Request" in r.stdout + r.stderr
-    r = twine_upload(upload_url, token, other[:1], "--verbose")  # twine shows the text then
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode != 0
+    assert "400 Bad Request from " + upload_url + " File already exists ('twice-1.0" in out, out
+    r = twine_upload(upload_url, "pypi-not-a-token", other[:1])
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode != 0
+    assert "the API token is unknown or revoked" in out, out
+    r = twine_upload(upload_url, token, other[:1], "--verbose")  # the body is shown too
     assert r.returncode != 0 and "File already exists" in r.stdout + r.stderr
 
     # uv publish: identical files are skipped with --check-url, and accepted without it

@@ -82,3 +82,71 @@ def test_purge_and_stats_against_a_running_edge(edge: EdgeProcess) -> None:
     assert out.returncode == 2 and "cannot reach the admin API" in out.stderr
     out = run("purge", "--admin-url", edge.admin_url, "--token", "t")
     assert out.returncode == 2 and "nothing to purge" in out.stderr
+
+
+def test_top_level_help_is_current_and_plain_text() -> None:
+    out = run("--help")
+    assert out.returncode == 0
+    for command in ("up", "edge", "origin", "token", "yank", "config", "stats", "purge"):
+        assert f"\n    {command} " in out.stdout, command
+    assert "pkgedge up" in out.stdout and "--index-url" in out.stdout
+    assert "``" not in out.stdout and ":data:" not in out.stdout  # no RST markup
+
+
+@pytest.mark.parametrize(
+    ("cmd", "expected"),
+    [
+        (["edge"], "(default: 256MB)"),
+        (["up"], "(default: 8080)"),
+        (["origin"], "(default: 100MiB)"),
+    ],
+)
+def test_help_shows_defaults(cmd: list[str], expected: str) -> None:
+    out = run(*cmd, "--help")
+    assert out.returncode == 0
+    assert expected in " ".join(out.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "cmd", [["up"], ["edge"], ["token", "create"], ["config", "show"], ["stats"]]
+)
+def test_unknown_flag_prints_the_subcommands_usage(cmd: list[str]) -> None:
+    out = run(*cmd, "--no-such-flag")
+    assert out.returncode == 2
+    name = " ".join(cmd)
+    assert out.stderr.startswith(f"usage: pkgedge {name} ")
+    assert f"pkgedge {name}: error: unrecognized arguments: --no-such-flag" in out.stderr
+
+
+def test_scripts_run_installs_only_when_pyproject_changed(tmp_path: Path) -> None:
+    """scripts/run in a copy of the project whose .venv is a fake that logs its calls."""
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "run").write_bytes((root / "scripts" / "run").read_bytes())
+    (tmp_path / "scripts" / "run").chmod(0o755)
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    log = tmp_path / "calls.log"
+    for name in ("python", "pkgedge"):
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
+        (bin_dir / name).chmod(0o755)
+
+    def run_script() -> list[str]:
+        log.write_text("")
+        out = subprocess.run(
+            [str(tmp_path / "scripts" / "run"), "--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert ".venv/bin/pkgedge" in out.stderr  # says where pkgedge is
+        return log.read_text().splitlines()
+
+    first = run_script()
+    assert first[0].startswith("python -m pip install") and first[-1].startswith("pkgedge up")
+    assert run_script() == ["pkgedge up --data-dir pkgedge-data --port 0"]  # no reinstall
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\nversion = '2'\n")
+    assert run_script()[0].startswith("python -m pip install")

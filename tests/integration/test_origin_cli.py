@@ -46,6 +46,29 @@ def test_allow_upstream_merges_upstream_releases_for_one_name(
     assert out.returncode == 0, out.stderr
     assert files() == ["alpha-0.1-py3-none-any.whl"]
 
+    # issue 12: a mirrored project has a web page; install hints name the index
+    page = origin.get("/project/gamma/")
+    assert page.status_code == 200, page.text
+    assert "gamma-0.1-py3-none-any.whl" in page.text and "Mirrored from the upstream" in page.text
+    assert "pip install --index-url &lt;this index&gt;/simple/ gamma==0.1" in page.text
+    assert origin.get("/project/gamma/0.1/").status_code == 200
+    assert origin.get("/project/gamma/9.9/").status_code == 404
+    assert origin.get("/project/no-such-thing/").status_code == 404
+    hosted = origin.get("/project/alpha/")
+    assert "pip install --index-url &lt;this index&gt;/simple/ alpha==0.1" in hosted.text
+
+    # ... and deleting a project's last release takes its name off /simple/
+    def listed() -> list[str]:
+        data = origin.get("/simple/", headers={"Accept": JSON_V1}).json()
+        return [p["name"] for p in data["projects"]]
+
+    assert "alpha" in listed()
+    out = cli("delete", "alpha", "0.1", "--data-dir", str(origin.data_dir))
+    assert out.returncode == 0, out.stderr
+    assert "alpha" not in listed()
+    assert "/project/alpha/" not in origin.get("/").text
+    assert files() == []  # the name stays hosted: no upstream releases under it
+
 
 def test_project_status_archived_and_quarantined(origin_factory: Any, tmp_path: Path) -> None:
     origin: OriginProcess = origin_factory()

@@ -695,9 +695,9 @@ def test_content_negotiation(
     assert media_type(r) == expected
     assert r.headers["vary"] == "Accept"
     if expected == JSON_V1:
-        assert r.json()["meta"]["api-version"] == "1.1"
+        assert r.json()["meta"]["api-version"] == "1.4"
     else:
-        assert Page(r.text).meta["pypi:repository-version"] == "1.1"
+        assert Page(r.text).meta["pypi:repository-version"] == "1.4"
 
 
 @pytest.mark.parametrize("path", ["/simple/", "/simple/demo/"])
@@ -915,7 +915,7 @@ def test_pep700_and_pep792_fields(released: Hosted) -> None:
     origin = released.origin
     start = datetime.now(UTC)
     data, page = _json_and_html(origin, "demo")
-    assert data["meta"]["api-version"] == "1.1"
+    assert data["meta"]["api-version"] == "1.4"
     assert data["name"] == "demo"
     assert data["versions"] == ["1.0", "2.0"]
     assert data["project-status"] == {"status": "active"}
@@ -949,11 +949,11 @@ def test_pypi_simple_reads_both_formats_alike(released: Hosted) -> None:
         index_json = client.get_index_page(accept=ACCEPT_JSON_ONLY)
         index_html = client.get_index_page(accept=ACCEPT_HTML_ONLY)
         assert index_json.projects == index_html.projects == ["demo"]
-        assert index_json.repository_version == index_html.repository_version == "1.1"
+        assert index_json.repository_version == index_html.repository_version == "1.4"
 
         as_json = client.get_project_page("Demo", accept=ACCEPT_JSON_ONLY)
         as_html = client.get_project_page("Demo", accept=ACCEPT_HTML_ONLY)
-        assert as_json.repository_version == as_html.repository_version == "1.1"
+        assert as_json.repository_version == as_html.repository_version == "1.4"
         assert as_json.last_serial == as_html.last_serial is not None
         assert as_json.status == as_html.status == ProjectStatus.ACTIVE
         assert as_json.versions == ["1.0", "2.0"]

@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {
         "pkgedge.app",
         "pkgedge.cli",
+        "pkgedge.cliparts",
         "pkgedge.configcmd",
         "pkgedge.up",
         "pkgedge.index.run",

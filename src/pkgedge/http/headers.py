@@ -99,5 +99,32 @@ REASONS: dict[int, str] = {
 }
 
 
-def status_line(status: int) -> bytes:
-    return f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n".encode("latin-1")
+#: A response field that carries a reason phrase of its own (an explanation, e.g. why an
+#: upload was refused, which twine prints): the upstream client records a non-standard
+#: phrase it received under this name, an origin may set it; the status line uses it and it
+#: is never sent on (``pkgedge.http.response.OWN_FIELDS``).
+REASON_FIELD = "pkgedge-reason"
+_REASON_MAX = 300
+
+
+def reason_phrase(text: str) -> str:
+    """``text`` as a reason phrase (RFC 9112: SP and visible ASCII only): the first line,
+    accents dropped, other characters ``?``, runs of blanks one space, at most 300
+    characters."""
+    import unicodedata
+
+    first = text.strip().split("\n", 1)[0]
+    plain = unicodedata.normalize("NFKD", first)
+    out = "".join(
+        c if " " <= c <= "~" else (" " if c.isspace() else "?")
+        for c in plain
+        if not unicodedata.combining(c)
+    )
+    out = " ".join(out.split())
+    return out if len(out) <= _REASON_MAX else out[: _REASON_MAX - 3].rstrip() + "..."
+
+
+def status_line(status: int, reason: str | None = None) -> bytes:
+    phrase = reason_phrase(reason) if reason else ""
+    phrase = phrase or REASONS.get(status, "Unknown")
+    return f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")

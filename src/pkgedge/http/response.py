@@ -7,7 +7,7 @@ import re
 
 import brotli
 
-from pkgedge.http.headers import EDGE_ONLY, Headers, header_block, status_line
+from pkgedge.http.headers import EDGE_ONLY, REASON_FIELD, Headers, header_block, status_line
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
@@ -23,7 +23,10 @@ MIN_COMPRESS = 256
 
 #: Fields never sent to clients: the edge writes its own, and edge-only fields (Surrogate-*,
 #: RFC 9213 targeted fields) are kept in stored objects but are for the edge alone.
-OWN_FIELDS = frozenset({"content-length", "age", "cache-status", "transfer-encoding"}) | EDGE_ONLY
+OWN_FIELDS = (
+    frozenset({"content-length", "age", "cache-status", "transfer-encoding", REASON_FIELD})
+    | EDGE_ONLY
+)
 
 
 class RangeNotSatisfiable(Exception):
@@ -121,7 +124,8 @@ def representation(headers: Headers, coding: str | None) -> Headers:
 def head_prefix(status: int, headers: Headers) -> bytes:
     """The status line and the stored fields of a response head (the edge's own fields,
     which change per request, follow it: see :func:`head_tail`)."""
-    return status_line(status) + header_block(h for h in headers if h[0] not in OWN_FIELDS)
+    reason = next((v for n, v in headers if n == REASON_FIELD), None)
+    return status_line(status, reason) + header_block(h for h in headers if h[0] not in OWN_FIELDS)
 
 
 def head_tail(

@@ -29,6 +29,7 @@ from starlette.responses import FileResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from pkgedge.errors import HTTPError
+from pkgedge.http.headers import REASON_FIELD, reason_phrase
 from pkgedge.index import cachepolicy, jsonapi, names, simple
 from pkgedge.index.catalog import Catalog, FileExists, FilenameConflict
 from pkgedge.index.mirror import Mirror
@@ -43,12 +44,12 @@ SERIAL_HEADER = "X-PyPI-Last-Serial"
 
 
 def text(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
-    """A plain-text error: a status and one clear reason (tools print it)."""
-    return PlainTextResponse(
-        reason.rstrip("\n") + "\n",
-        status_code=status,
-        headers={**cachepolicy.NO_STORE, **(headers or {})},
-    )
+    """A plain-text error: a status and one clear reason (tools print it), which is also the
+    status line's reason phrase (twine shows only that; :mod:`pkgedge.index.reason`)."""
+    fields = {**cachepolicy.NO_STORE, **(headers or {})}
+    if status >= 400:
+        fields[REASON_FIELD] = reason_phrase(reason)
+    return PlainTextResponse(reason.rstrip("\n") + "\n", status_code=status, headers=fields)
 
 
 class Origin:

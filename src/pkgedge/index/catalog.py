@@ -32,6 +32,7 @@ from sqlalchemy import (
     Select,
     create_engine,
     event,
+    exists,
     func,
     select,
 )
@@ -279,8 +280,11 @@ class Catalog:
     # -- reads -----------------------------------------------------------------------------
 
     def list_projects(self) -> list[ProjectRow]:
-        """Hosted projects, by normalised name."""
-        return self._all(_PROJECTS.order_by(projects.c.name), ProjectRow)
+        """Hosted projects that have a release, by normalised name. A project whose last
+        release was deleted is no longer listed, but keeps its row: its name stays hosted
+        (never filled from the upstream) and its settings stay."""
+        has_release = exists().where(releases.c.project == projects.c.name)
+        return self._all(_PROJECTS.where(has_release).order_by(projects.c.name), ProjectRow)
 
     def get_project(self, name: str) -> ProjectRow | None:
         """The hosted project of that name (any spelling), or None."""

@@ -15,6 +15,7 @@ def serve(settings: OriginSettings, out: Callable[[str], None] = print) -> int:
     import uvicorn
 
     from pkgedge.index.app import Origin
+    from pkgedge.index.reason import ReasonProtocol
     from pkgedge.server.workers import bind
 
     origin = Origin(edge_link(settings))
@@ -30,7 +31,7 @@ def serve(settings: OriginSettings, out: Callable[[str], None] = print) -> int:
         log_level="warning",
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=ReasonProtocol,  # httptools, with reason phrases that explain refusals
         lifespan="on",
         timeout_graceful_shutdown=10,
     )

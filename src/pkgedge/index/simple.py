@@ -17,25 +17,23 @@ and *no* ``dist-info-metadata`` key. PEP 714 says servers should not emit the ol
 unless no broken pip can reach them: pip 22.3 to 23.1 fail hard on it, and early Python 3.11
 releases still bundle those versions.
 
-API version: ``"1.1"``. The version is what the response implements (PEP 629), and the
-minor versions are cumulative: 1.1 is PEP 700, 1.2 is PEP 708 (tracks, alternate
-locations), 1.3 is PEP 740 (provenance), 1.4 is PEP 792 (project status). PEP 714 only
-renamed a key and bumped nothing. We fully implement up to 1.1. Claiming 1.4 would also claim
-1.2 and 1.3, and we do not implement PEP 740: uploads take no attestations, so we have no
-provenance to serve. The simple-API half of PEP 740 is only a MAY (an index with no
-attestations would emit nothing), so "1.4" could be defended on the letter. But a 1.3+
-index is taken to be one that can have provenance, and ours cannot. So we claim "1.1".
-
-We still emit PEP 792's project status: ``<meta name="pypi:project-status">`` and
-``pypi:project-status-reason`` in HTML, and the top-level ``"project-status": {"status",
-"reason"}`` object in JSON. That is the PEP's worked example, and what clients parse; the
-PEP's prose says ``state``, which nobody emits. Clients MUST ignore JSON keys they don't
-know, and MAY use HTML elements beyond the anchors, so under "1.1" these fields are
-harmless. Clients that detect features (PEP 629 allows that) read them. PEP 792 also says
-a 792 response MUST declare 1.4, so strictly we do not claim PEP 792 conformance; we just
-carry its data. We do honour its index semantics in the renderer: a ``quarantined``
-project lists no files (its versions stay listed, as in the PEP's example). When PEP 740
-lands, set :data:`API_VERSION` to ``"1.4"``.
+API version: ``"1.4"``. The version is what the response implements (PEP 629), and the
+minor versions are cumulative: 1.1 is PEP 700 (``versions``, ``size``, ``upload-time``), 1.2
+is PEP 708 (``tracks``, ``alternate-locations``), 1.3 is PEP 740 (``provenance``), 1.4 is
+PEP 792 (project status). PEP 714 only renamed a key and bumped nothing. We emit PEP 792's
+project status: ``<meta name="pypi:project-status">`` and ``pypi:project-status-reason`` in
+HTML, and the top-level ``"project-status": {"status", "reason"}`` object in JSON (the PEP's
+worked example, and what clients parse; the PEP's prose says ``state``, which nobody emits).
+PEP 792 says a per-project response carrying these MUST declare ``1.4``; it was "1.1" before
+(issue 12), which told feature-detecting clients to ignore the status we sent. Declaring 1.4
+also claims 1.2 and 1.3, whose additions are all optional for an index: PEP 708's keys MAY be
+given (we have no tracked or alternate locations), and PEP 740's ``provenance`` /
+``data-provenance`` is present only for files with attestations (our uploads take none, so
+we emit none). The project list carries the same version: PEP 792 changes no root response,
+and one index answering one version is what PEP 629 readers expect. pip and uv read any 1.x.
+We honour PEP 792's index semantics in the renderer: a ``quarantined`` project lists no files
+(its versions stay listed, as in the PEP's example), and uploads to an archived or
+quarantined project are refused.
 
 Speed: no template engine and no ``json.dumps`` (about twice as slow here). Pages are built
 from f-string pieces and joined once. Whether a column of values (all filenames, all URLs,
@@ -79,7 +77,7 @@ TEXT_HTML = "text/html"
 JSON_LATEST = "application/vnd.pypi.simple.latest+json"
 HTML_LATEST = "application/vnd.pypi.simple.latest+html"
 
-API_VERSION = "1.1"
+API_VERSION = "1.4"
 
 _ALIASES = {
     JSON_V1: JSON_V1,

@@ -22,6 +22,7 @@ from typing import Any
 
 from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
+from pkgedge.server.lifeline import die_with_parent
 from pkgedge.stats.counters import Counters
 
 
@@ -57,9 +58,11 @@ def _worker(
     admin_sock: socket.socket,
     counters: Counters,
     ready_w: int,
+    parent: int,
 ) -> None:
     import uvloop
 
+    die_with_parent(parent)  # a parent killed with SIGKILL leaves no worker behind
     counters.bind(row)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -90,6 +93,8 @@ def run(
     children: dict[int, int] = {}  # pid → row
     stopping = False
 
+    parent = os.getpid()
+
     def spawn(row: int) -> int:
         r, w = os.pipe()
         pid = os.fork()
@@ -97,7 +102,7 @@ def run(
             os.close(r)
             code = 0
             try:
-                _worker(main, row, client_sock, admin_sock, counters, w)
+                _worker(main, row, client_sock, admin_sock, counters, w, parent)
             except BaseException as exc:  # report and exit; the parent replaces us
                 print(f"pkgedge: worker {row} failed: {exc}", file=sys.stderr)
                 code = 1

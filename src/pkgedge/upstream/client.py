@@ -17,7 +17,7 @@ from typing import Any, cast
 import httptools
 
 from pkgedge.errors import UpstreamError, UpstreamTimeout
-from pkgedge.http.headers import Headers
+from pkgedge.http.headers import REASON_FIELD, REASONS, Headers, reason_phrase
 
 _HIGH_WATER = 1 << 20  # pause reading the origin socket above this many buffered bytes
 _LOW_WATER = 1 << 18
@@ -33,6 +33,7 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.head: asyncio.Future[None] | None = None
         self.status = 0
+        self.reason = b""
         self.headers: Headers = []
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
@@ -65,6 +66,9 @@ class _Conn(asyncio.Protocol):
             self._fail(UpstreamError("upstream closed the connection"))
 
     # -- httptools callbacks -------------------------------------------------------------
+    def on_status(self, status: bytes) -> None:
+        self.reason += status  # may come in pieces
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
@@ -74,6 +78,10 @@ class _Conn(asyncio.Protocol):
         if self.status < 200 and self.status != 101:  # interim response: keep waiting
             self.headers = []
             return
+        reason = self.reason.decode("latin-1")
+        self.reason = b""
+        if reason and reason != REASONS.get(self.status) and REASON_FIELD not in dict(self.headers):
+            self.headers.append((REASON_FIELD, reason_phrase(reason)))  # an explanation: kept
         if self.head_only or self.status in (204, 304):
             self.complete = True
             if self.head_only:
@@ -113,6 +121,7 @@ class _Conn(asyncio.Protocol):
     def reset(self) -> None:
         self.head = None
         self.status = 0
+        self.reason = b""
         self.headers = []
         self.chunks.clear()
         self.buffered = 0

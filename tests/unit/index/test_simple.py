@@ -260,7 +260,7 @@ def test_pep629_repository_version_meta() -> None:
     for body in (page(HTML_V1), render_project_list([PROJECT], TEXT_HTML, 1)):
         assert anchors(body).meta["pypi:repository-version"] == API_VERSION
     assert re.fullmatch(r"1\.\d+", API_VERSION)  # PEP 629: Major.Minor only
-    assert API_VERSION == "1.1"  # PEP 740 (1.3) is not implemented; 1.4 would imply it
+    assert API_VERSION == "1.4"  # PEP 792: pages with project status MUST declare 1.4
 
 
 # --- PEP 691 / 700 JSON ------------------------------------------------------------------
