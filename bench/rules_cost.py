@@ -15,14 +15,14 @@ the edge checks backend names), differing only in ``--rules FILE``:
 
 * **A**: no ``--rules``: the built-in default configuration;
 * **B**: :data:`TYPICAL` as written. Its rule 19 reads ``obj.age``, which changes from one
-  request to the next, so every hit runs the phases (no fast path: see
-  ``src/pkgedge/edge/ruleset.py``);
+  request to the next, so the deliver sub runs live on every fast-path replay and the head
+  is rebuilt with its edits (see ``src/pkgedge/edge/ruleset.py``);
 * **C**: :data:`TYPICAL` with rule 19 replaced by :data:`RULE_19_C`, which reads a stored
-  response field instead: hits may take the fast path, whose memo is then keyed by what the
-  rules read (here ``client.ip``, ``client.ua_class`` and the ``User-Agent``, ``Cookie``
-  and ``X-Internal`` fields);
-* **D** (a diagnostic): rule 19 alone: hits leave the fast path with almost no rule work,
-  which separates the cost of leaving the fast path from the cost of the 20 rules.
+  response field instead: the deliver sub is folded into the fast path's memo, keyed by what
+  it reads after recv (``client.ua_class``, the ``X-Internal`` field recv sets); recv
+  (client-dependent, with a rate limit for bots) runs live, or is remembered for a client
+  it already decided for without taking a token;
+* **D** (a diagnostic): rule 19 alone: a live deliver sub with almost no rule work.
 
 Before measuring, each edge is warmed to a hit; B and C must answer ``x-index: simple`` and
 ``x-cache: HIT`` (their deliver rules are live), C ``x-html: 1``, A and D no ``x-index``.
@@ -31,8 +31,8 @@ all see the same machine:
 
 1. ``10 KB page hit``: every request the same (pip 24's User-Agent): A, B, C, D;
 2. ``10 KB, distinct UA``: wrk's Lua ``request()`` sends a different pip User-Agent on
-   every request (still classified "pip"; unique across runs too), so C's memo never
-   repeats and every hit runs the phases: the worst case for rules. A's memo ignores the
+   every request (still classified "pip"; unique across runs too), so C's recv memo never
+   repeats and recv runs live on every hit: the worst case for rules. A's rules ignore the
    User-Agent, but its per-agent memos (the guard's, the parsed-request one, the agent
    classifier's cache) miss too: A and C;
 3. ``10 KB, max-stale`` (a diagnostic): a request ``Cache-Control: max-stale=60`` keeps
@@ -45,12 +45,8 @@ C/A with distinct UAs (issue 8's goal: >= 0.9 in req/s) and D/A. ``/stats`` delt
 each run must show only hits and no protection counter moving; a run that does not gets a
 note (and the exit status is 1).
 
-Measured (``bench/rules_cost.py``, 3 rounds of 5 s, three runs; the shared 2-core machine
-at a load of 6 to 9, the worker getting 25-65% of a core; medians of each run): 10 KB page
-hit, A 49-64 µs/req; B 260-280 µs/req, **B/A 0.19-0.25** in req/s; C 55-84 µs/req (+4 to
-+20 µs), **C/A 0.81-1.15** (median run 0.97); distinct User-Agents (two runs), A 142-145
-µs/req, C 394-411 µs/req, **C/A 0.35-0.39**; D 182-203 µs/req (D/A 0.28-0.46), about what A
-costs off the fast path (max-stale: 200-240 µs/req). See docs/architecture.md "Rules".
+Measured: see docs/architecture.md, "Rules", "Cost" (figures change with the fast path's
+handling of rules; the table there is the current one).
 
 **In process (``--in-process``).** The compiled recv + deliver closures of the default
 configuration and of :data:`TYPICAL` on a mix of four cache-hit requests, µs per request
@@ -224,11 +220,11 @@ def check(typical: Rules) -> None:
 
 
 # -- end to end ----------------------------------------------------------------------------
-#: C's rule 19: reads a stored response field instead of obj.age (hits may take the fast path)
+#: C's rule 19: reads a stored response field instead of obj.age (deliver folded in the memo)
 RULE_19_C = 'if (resp.http.content-type ~ "html") { set resp.http.x-html = "1"; }'
 RULE_19 = 'if (obj.age > 1h) { set resp.http.x-old = "1"; }'
 TYPICAL_C = TYPICAL.replace(RULE_19, RULE_19_C)
-#: D, a diagnostic: rule 19 alone, so hits leave the fast path with almost no rule work
+#: D, a diagnostic: rule 19 alone: a deliver sub run live on every replay, little rule work
 ONLY_19 = f"sub deliver {{\n    {RULE_19}\n}}\n"
 
 PAGE_PATH = "/simple/bench/"
@@ -265,7 +261,7 @@ SPECS = (
     Spec("A", "default configuration", None),
     Spec("B", "20 typical rules (rule 19 reads obj.age)", TYPICAL),
     Spec("C", "20 typical rules, rule 19 without obj.ttl/obj.age", TYPICAL_C),
-    Spec("D", "rule 19 alone (diagnostic: off the fast path, ~no rule work)", ONLY_19),
+    Spec("D", "rule 19 alone (diagnostic: a live deliver sub, ~no rule work)", ONLY_19),
 )
 #: case -> the edges it loads
 CASES = {SAME: ("A", "B", "C", "D"), DISTINCT: ("A", "C"), PHASES: ("A", "D")}

@@ -4,6 +4,7 @@ an in-memory origin and client (both stores)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -194,17 +195,38 @@ def test_client_dependent_rules_key_the_fast_path_by_what_they_read(edge: Any) -
     assert origin.count == 1
 
 
-def test_rules_reading_an_object_s_age_keep_hits_off_the_fast_path(edge: Any) -> None:
+def test_a_deliver_sub_reading_an_object_s_age_runs_on_every_replay(
+    edge: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pipeline, origin = edge
-    origin.add("/simple/a/", headers=PAGE, body=BODY)
-    use(pipeline, 'sub deliver { if (obj.age > 1h) { set resp.http.x-old = "1"; } }')
-    assert not pipeline.ruleset.fast
-    gets(pipeline, "/simple/a/", 3)
+    origin.add(
+        "/simple/a/",
+        headers=[("content-type", "text/html"), ("cache-control", "max-age=86400")],
+        body=BODY,
+    )
+    seen: list[list[str]] = []
+    pipeline.hooks.on_rules_log(lambda req, lines: seen.append(list(lines)))
+    use(
+        pipeline,
+        'sub deliver { if (obj.age < 1h) { set resp.http.x-young = "yes"; } '
+        'log "delivered " + req.path; }',
+    )
+    rs = pipeline.ruleset
+    assert rs.fast and rs.live_deliver
+    gets(pipeline, "/simple/a/", 2)
 
-    async def fast() -> bool:
-        return pipeline.try_hit(request("/simple/a/"), MemoryClient())
+    async def fast() -> tuple[bool, dict[str, str]]:
+        client = MemoryClient()
+        took = pipeline.try_hit(request("/simple/a/"), client)
+        return took, client.response()[1]
 
-    assert not run(fast()) and origin.count == 1
+    took, headers = run(fast())
+    assert took and headers["x-young"] == "yes"
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 7200)  # two hours later
+    took, headers = run(fast())
+    assert took and "x-young" not in headers  # the same memo, the rule run again
+    assert len(seen) == 4 and origin.count == 1
 
 
 def test_restart_on_another_backend(edge: Any) -> None:

@@ -120,7 +120,7 @@ class Delivery:
             and dl.compressible(entry.headers)
         ):
             coding = dl.choose_encoding(req.map.get("accept-encoding"))
-        headers = dl.representation(entry.headers, coding)
+        headers = rep = dl.representation(entry.headers, coding)
         if ctx.resp_edits:
             headers = edited(headers, ctx.resp_edits)
         # Validators are those of the representation this request would get (an encoded
@@ -161,7 +161,7 @@ class Delivery:
                 ctx.cache_status = f"pkgedge; hit; ttl={ttl}"
                 head = dl.hit_head(prefix, age, ttl, len(body), close)
                 if status == 200 and req.method == "GET":
-                    self.hot.remember(ctx, entry, prefix, coding)
+                    self.hot.remember(ctx, entry, prefix, coding, (entry.status, rep))
             else:
                 head = prefix + dl.head_tail(
                     length=len(body),

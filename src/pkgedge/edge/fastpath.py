@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from pkgedge.cache.entry import Entry
 from pkgedge.cache.keys import secondary_key
+from pkgedge.http.headers import Headers
 from pkgedge.http.request import Request
 
 if TYPE_CHECKING:
@@ -37,8 +38,9 @@ BLOCKERS = frozenset(
 )
 _MAX = 20_000
 
-#: (generation, entry, head prefix, memory-tier key of the body)
-Memo = tuple[int, Entry, bytes, str]
+#: (generation, entry, head prefix, memory-tier key of the body, (status, fields) before the
+#: deliver rules' edits: what a live deliver sub starts from)
+Memo = tuple[int, Entry, bytes, str, tuple[int, Headers]]
 
 
 class HotHits:
@@ -57,7 +59,14 @@ class HotHits:
     def clear(self) -> None:
         self._memo.clear()
 
-    def remember(self, ctx: Ctx, entry: Entry, prefix: bytes, coding: str | None) -> None:
+    def remember(
+        self,
+        ctx: Ctx,
+        entry: Entry,
+        prefix: bytes,
+        coding: str | None,
+        base: tuple[int, Headers],
+    ) -> None:
         """Called by delivery after writing a fresh hit with an in-memory body."""
         key = ctx.req.shape  # as find() saw the request, before any rule changed it
         if key is None:
@@ -71,7 +80,7 @@ class HotHits:
             return  # varies on more than Accept: the memo's key could not tell variants apart
         if len(self._memo) >= _MAX:
             self._memo.clear()
-        self._memo[key] = (ctx.generation, entry, prefix, entry.objid + (coding or ""))
+        self._memo[key] = (ctx.generation, entry, prefix, entry.objid + (coding or ""), base)
 
     def find(self, req: Request, inputs: tuple[object, ...] | None = None) -> Memo | None:
         """The memo for this request, if it may answer it. ``inputs``: the values of what

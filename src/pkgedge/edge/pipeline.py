@@ -109,13 +109,18 @@ class Pipeline:
         memo = self.hot.find(req, inputs)
         if memo is None:
             return False
-        _, entry, prefix, mkey = memo
+        _, entry, prefix, mkey, base = memo
         ttl = entry.ttl(now)
         if ttl <= 0:
             return False
         body = self.memory.get(mkey) if entry.size else _EMPTY
         if body is None:
             return False
+        if rs.live_deliver:
+            live = rr.fast_deliver(self, req, rs, entry, base, now)
+            if live is None:
+                return False
+            prefix = live
         head = hit_head(prefix, int(entry.age(now)), int(ttl), len(body), not req.keep_alive)
         sent = send(client, head, body)
         slots = self._slots

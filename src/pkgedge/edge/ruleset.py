@@ -17,10 +17,13 @@ tables are unchanged. The fast path replays what delivery wrote for a fresh hit,
 - the other subs a hit runs (``hash``, ``hit``, ``deliver``) are folded into the memo: its
   key holds, besides the shape, the values of every other variable they read
   (:attr:`Ruleset.inputs_read`), taken after ``recv`` ran;
+- except a ``deliver`` sub that reads ``obj.ttl`` or ``obj.age`` (different on every
+  request) or logs: it runs live on every replay, from the fields delivery wrote before the
+  rules' edits, and the head is rebuilt with its edits (:attr:`Ruleset.live_deliver`);
 - a ``log`` sub runs live after the replay (:attr:`Ruleset.live_log`).
 
-Hits stay on the phases (``fast`` is False) when ``hash``/``hit``/``deliver`` read a stored
-object's ``obj.ttl`` or ``obj.age`` (different on every request) or write log lines.
+Hits stay on the phases (``fast`` is False) when ``hash`` or ``hit`` read a stored object's
+``obj.ttl`` or ``obj.age`` or write log lines.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class Ruleset:
         "_req_getters",
         "fast",
         "inputs_read",
+        "live_deliver",
         "live_log",
         "live_recv",
         "rules",
@@ -90,10 +94,15 @@ class Ruleset:
         self.live_recv = recv is not None and not recv.shape_only()
         #: the log sub runs after every fast-path replay
         self.live_log = runners["log"] is not None
+        deliver = effects.get("deliver") if runners["deliver"] is not None else None
+        #: deliver runs on every replay (it reads obj.ttl/obj.age, or logs)
+        self.live_deliver = deliver is not None and (
+            bool(deliver.reads & _TIME_DEPENDENT) or deliver.side_effects
+        )
         reads: set[str] = set()
         side_effects = False
         for phase in MEMO_PHASES:
-            if runners[phase] is not None:
+            if runners[phase] is not None and not (phase == "deliver" and self.live_deliver):
                 reads |= effects[phase].reads
                 side_effects |= effects[phase].side_effects
         if recv is not None and not self.live_recv:

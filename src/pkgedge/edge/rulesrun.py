@@ -34,11 +34,13 @@ from pkgedge.edge.fastpath import BLOCKERS
 from pkgedge.edge.phases import Phase
 from pkgedge.errors import PkgedgeError
 from pkgedge.http.headers import Headers, as_map
+from pkgedge.http.response import head_prefix
 from pkgedge.rules import Env, Kind, Outcome, RulesRuntimeError
 from pkgedge.security.ratelimit import BucketSpec, MemoryStore
 from pkgedge.security.useragent import classify
 
 if TYPE_CHECKING:
+    from pkgedge.cache.entry import Entry
     from pkgedge.edge.pipeline import Pipeline
     from pkgedge.edge.ruleset import Ruleset
     from pkgedge.http.request import Request
@@ -151,6 +153,42 @@ def fast_recv(
             memo.clear()
         memo[key] = inputs
     return inputs
+
+
+def fast_deliver(
+    p: Pipeline,
+    req: Request,
+    ruleset: Ruleset,
+    entry: Entry,
+    base: tuple[int, Headers],
+    now: float,
+) -> bytes | None:
+    """Run a live deliver sub (one that reads ``obj.ttl``/``obj.age`` or logs) on a replay:
+    the head prefix with its edits, or None to let the phases answer (restart, rules error)."""
+    runner = ruleset.rules.runners["deliver"]
+    assert runner is not None
+    pre = req.pre
+    env = pre[0] if isinstance(pre, tuple) else request_env(p, req, ruleset)
+    saved, env.edits = env.edits, []  # recv's edits stay for the phases, if they answer
+    status, headers = base
+    env.obj_status, env.obj_ttl, env.obj_age = entry.status, entry.ttl(now), entry.age(now)
+    env.obj_headers = as_map(entry.headers)
+    env.resp_status, env.resp_headers, env.cache_state = status, as_map(headers), "hit"
+    try:
+        out = runner(env)
+    except RulesRuntimeError:
+        out = Outcome(Kind.ERROR)
+    edits = [(op, name, value) for scope, op, name, value in env.edits if scope == "resp"]
+    env.edits = saved
+    if out is not None and out.kind is not Kind.DELIVER:
+        env.log_lines.clear()  # the phases run it again
+        return None
+    if env.log_lines:
+        p.hooks.rules_log(req, env.log_lines)
+        env.log_lines = []
+    if edits:
+        headers = edited(headers, edits)
+    return head_prefix(env.resp_status or status, headers)
 
 
 def take_pre(ctx: Ctx) -> Outcome | None:
