@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pkgedge.cache.memory import MemoryTier
 from pkgedge.cache.store import Store
 from pkgedge.config import EdgeSettings
+from pkgedge.edge import fastrules as fr
 from pkgedge.edge import rulesrun as rr
 from pkgedge.edge.backend import Backend
 from pkgedge.edge.context import Client, Ctx
@@ -100,7 +101,7 @@ class Pipeline:
         if rs.live_recv:
             if not BLOCKERS.isdisjoint(req.map) or req.method != "GET":
                 return False
-            after = rr.fast_recv(self, req, rs, self._recv_memo)  # None: req.pre for recv
+            after = fr.fast_recv(self, req, rs, self._recv_memo)  # None: req.pre for recv
             if after is None:
                 return False
             inputs = after if rs.inputs_read else None
@@ -117,7 +118,7 @@ class Pipeline:
         if body is None:
             return False
         if rs.live_deliver:
-            live = rr.fast_deliver(self, req, rs, entry, base, now)
+            live = fr.fast_deliver(self, req, rs, entry, base, now)
             if live is None:
                 return False
             prefix = live

@@ -30,17 +30,14 @@ from typing import TYPE_CHECKING, cast
 
 from pkgedge.cache.keys import cache_path
 from pkgedge.edge.context import Ctx
-from pkgedge.edge.fastpath import BLOCKERS
 from pkgedge.edge.phases import Phase
 from pkgedge.errors import PkgedgeError
 from pkgedge.http.headers import Headers, as_map
-from pkgedge.http.response import head_prefix
 from pkgedge.rules import Env, Kind, Outcome, RulesRuntimeError
 from pkgedge.security.ratelimit import BucketSpec, MemoryStore
 from pkgedge.security.useragent import classify
 
 if TYPE_CHECKING:
-    from pkgedge.cache.entry import Entry
     from pkgedge.edge.pipeline import Pipeline
     from pkgedge.edge.ruleset import Ruleset
     from pkgedge.http.request import Request
@@ -110,85 +107,6 @@ def env_of(p: Pipeline, ctx: Ctx) -> Env:
             p, ctx.req, ctx.ruleset, ctx.trace is not None, ctx.backend, ctx.restarts
         )
     return env
-
-
-#: Request fields a live recv may not change on the fast path (the memo's key and the fields
-#: that take a request off it).
-_FAST_FIELDS = frozenset({"accept", "accept-encoding"}) | BLOCKERS
-
-
-#: Most remembered recv results per worker (cleared whole when full).
-RECV_MEMO_MAX = 20_000
-
-
-def fast_recv(
-    p: Pipeline, req: Request, ruleset: Ruleset, memo: dict[tuple[object, ...], tuple[object, ...]]
-) -> tuple[object, ...] | None:
-    """Run recv live for a fast-path candidate. Returns the memo inputs after it (see
-    :meth:`Ruleset.inputs_after`) when the request may go on to the memo (a plain look-up),
-    else None, with ``req.pre`` holding what recv decided for the phases.
-
-    A plain look-up decided without side effects (no rate-limit token, no log line) is
-    remembered in ``memo`` by what recv read: the same inputs give the same result, so a
-    repeated request skips the sub."""
-    key = ruleset.recv_key(req)
-    known = memo.get(key)
-    if known is not None:
-        return known
-    env = request_env(p, req, ruleset)
-    runner = ruleset.rules.runners["recv"]
-    assert runner is not None
-    try:
-        out = runner(env)
-    except RulesRuntimeError:
-        return None  # the phases run it again and answer the error
-    req.pre = (env, out)
-    if (out is not None and out.kind is not Kind.LOOKUP) or env.url_changed:
-        return None
-    if any(e[0] == "req" and e[2] in _FAST_FIELDS for e in env.edits):
-        return None
-    inputs = ruleset.inputs_after(env)
-    if not env.effects and not env.log_lines:
-        if len(memo) >= RECV_MEMO_MAX:
-            memo.clear()
-        memo[key] = inputs
-    return inputs
-
-
-def fast_deliver(
-    p: Pipeline,
-    req: Request,
-    ruleset: Ruleset,
-    entry: Entry,
-    base: tuple[int, Headers],
-    now: float,
-) -> bytes | None:
-    """Run a live deliver sub (one that reads ``obj.ttl``/``obj.age`` or logs) on a replay:
-    the head prefix with its edits, or None to let the phases answer (restart, rules error)."""
-    runner = ruleset.rules.runners["deliver"]
-    assert runner is not None
-    pre = req.pre
-    env = pre[0] if isinstance(pre, tuple) else request_env(p, req, ruleset)
-    saved, env.edits = env.edits, []  # recv's edits stay for the phases, if they answer
-    status, headers = base
-    env.obj_status, env.obj_ttl, env.obj_age = entry.status, entry.ttl(now), entry.age(now)
-    env.obj_headers = as_map(entry.headers)
-    env.resp_status, env.resp_headers, env.cache_state = status, as_map(headers), "hit"
-    try:
-        out = runner(env)
-    except RulesRuntimeError:
-        out = Outcome(Kind.ERROR)
-    edits = [(op, name, value) for scope, op, name, value in env.edits if scope == "resp"]
-    env.edits = saved
-    if out is not None and out.kind is not Kind.DELIVER:
-        env.log_lines.clear()  # the phases run it again
-        return None
-    if env.log_lines:
-        p.hooks.rules_log(req, env.log_lines)
-        env.log_lines = []
-    if edits:
-        headers = edited(headers, edits)
-    return head_prefix(env.resp_status or status, headers)
 
 
 def take_pre(ctx: Ctx) -> Outcome | None:
