@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -43,3 +44,11 @@ def test_the_readme_example_does_what_the_readme_says(tmp_path: Path) -> None:
     status, headers, _ = out["other"]
     assert status == 200 and headers["x-note"] == "six is pinned to 1.16 here"
     assert out["json"] == [200] * 30 + [429]
+
+
+def test_the_readme_example_passes_its_playground_file(capsys: object) -> None:
+    from pkgedge.cli import main
+
+    path = README.parent / "examples" / "readme-rules.playground.json"
+    assert json.loads(path.read_text())["config"] == example()  # the same configuration
+    assert main(["playground", "test", str(path)]) == 0
