@@ -1,4 +1,5 @@
-"""A real S3-protocol server for tests: moto's server mode on 127.0.0.1 (an OS-chosen port).
+"""A real S3-protocol server for tests: moto's server (``moto_server``) in its own process on
+127.0.0.1 (an OS-chosen port).
 
 ``s3_server`` is a session-scoped fixture (import it into a test module to use it) yielding an
 :class:`S3Server` whose bucket already exists. Tests share the bucket, so each test should use
@@ -7,12 +8,15 @@ its own key prefix (``S3Server.storage(prefix=...)`` makes that easy).
 
 from __future__ import annotations
 
-import contextlib
-import socket
+import re
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,28 +62,51 @@ class S3Server:
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    """moto's server in a process of its own (``moto_server``, an OS-chosen port): nothing
+    the test process does to its own file descriptors or threads can stop it."""
+    exe = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        host, port = server.get_host_and_port()
-        s3 = S3Server(endpoint=f"http://{host}:{port}", bucket="pkgedge-test-blobs")
+        endpoint = _endpoint(proc)
+        s3 = S3Server(endpoint=endpoint, bucket="pkgedge-test-blobs")
         s3.client().create_bucket(Bucket=s3.bucket)
         yield s3
     finally:
-        _stop(server)
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
-def _stop(server: Any) -> None:
-    """Stop the moto server even if its accept loop is blocked on a connection that went
-    away before it was accepted: poke it with fresh connections until shutdown completes."""
-    host, port = server.get_host_and_port()
-    stopper = threading.Thread(target=server.stop, daemon=True)
-    stopper.start()
-    for _ in range(40):
-        stopper.join(0.25)
-        if not stopper.is_alive():
-            return
-        with contextlib.suppress(OSError):
-            socket.create_connection((host, port), timeout=1).close()
+def _drain(out: Any) -> None:
+    try:
+        while out.read(65536):
+            pass
+    except (OSError, ValueError):
+        pass  # closed at teardown
+
+
+def _endpoint(proc: subprocess.Popen[str]) -> str:
+    """The address moto_server prints (`` * Running on http://127.0.0.1:PORT``)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if match := re.search(r"Running on (http://127\.0\.0\.1:\d+)", line):
+            # keep draining its output so that a full pipe never blocks it
+            threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+            return match.group(1)
+    raise RuntimeError(f"moto_server did not start: {''.join(seen)}")

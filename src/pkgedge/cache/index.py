@@ -82,9 +82,12 @@ class Generation:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        if self._fd < 0:
+            return  # closed already: never close a number another file may have now
         self.view.release()
         self._map.close()
         os.close(self._fd)
+        self._fd = -1
 
 
 class LmdbIndex:
