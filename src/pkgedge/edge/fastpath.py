@@ -43,6 +43,11 @@ _MAX = 20_000
 Memo = tuple[int, Entry, bytes, str, tuple[int, Headers]]
 
 
+def replayable(req: Request) -> bool:
+    """May the memo answer this request at all (a GET without fields that need the phases)?"""
+    return req.method == "GET" and BLOCKERS.isdisjoint(req.map)
+
+
 class HotHits:
     """Memos of delivered fresh hits, per worker, keyed by request shape."""
 
@@ -85,9 +90,9 @@ class HotHits:
     def find(self, req: Request, inputs: tuple[object, ...] | None = None) -> Memo | None:
         """The memo for this request, if it may answer it. ``inputs``: the values of what
         the rules read besides the request's shape (see :class:`~pkgedge.edge.ruleset.Ruleset`)."""
-        m = req.map
-        if req.method != "GET" or not BLOCKERS.isdisjoint(m):
+        if not replayable(req):
             return None
+        m = req.map
         key = req.shape = (
             (req.target, m.get("accept"), m.get("accept-encoding"))
             if inputs is None

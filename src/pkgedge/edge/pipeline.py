@@ -20,7 +20,7 @@ from pkgedge.edge import rulesrun as rr
 from pkgedge.edge.backend import Backend
 from pkgedge.edge.context import Client, Ctx
 from pkgedge.edge.deliver import Delivery, send
-from pkgedge.edge.fastpath import BLOCKERS, HotHits
+from pkgedge.edge.fastpath import HotHits, replayable
 from pkgedge.edge.fill import Fills
 from pkgedge.edge.hooks import Hooks
 from pkgedge.edge.phases import TRANSITIONS, Phase, TransitionError
@@ -78,7 +78,11 @@ class Pipeline:
         """Run ``ruleset`` from the next request on (requests in flight finish on theirs)."""
         self.ruleset = ruleset
         self._tables_version = ruleset.tables.version
-        self.hot.clear()  # memos are what the old rules delivered
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop the fast path's memos: they are what other rules or tables decided."""
+        self.hot.clear()
         self._recv_memo.clear()
 
     # -- the fast path -------------------------------------------------------------------
@@ -95,11 +99,10 @@ class Pipeline:
             return False
         if rs.tables.version != self._tables_version:  # a table was replaced live
             self._tables_version = rs.tables.version
-            self.hot.clear()
-            self._recv_memo.clear()
+            self._forget()
             return False
         if rs.live_recv:
-            if not BLOCKERS.isdisjoint(req.map) or req.method != "GET":
+            if not replayable(req):
                 return False
             after = fr.fast_recv(self, req, rs, self._recv_memo)  # None: req.pre for recv
             if after is None:

@@ -46,7 +46,8 @@ log = logging.getLogger("pkgedge.rules")
 
 #: Outcomes that answer the request with a response the edge builds.
 ANSWERS = frozenset({Kind.ERROR, Kind.SYNTHETIC, Kind.REDIRECT, Kind.BLOCK, Kind.RATELIMIT})
-_REDIRECT_BODY = "see {}"
+#: The plain-text body of a rules' redirect.
+REDIRECT_BODY = "see {}"
 
 
 class RuleAnswer(PkgedgeError):
@@ -198,7 +199,7 @@ def answer(ctx: Ctx, out: Outcome) -> Phase:
     if kind is Kind.REDIRECT:
         ctx.decide("redirect", f"rule line {out.line}")
         return ctx.fail(
-            out.status, _REDIRECT_BODY.format(out.location), [("location", out.location)]
+            out.status, REDIRECT_BODY.format(out.location), [("location", out.location)]
         )
     if kind is Kind.SYNTHETIC:
         ctx.decide("synthetic", f"rule line {out.line}")
@@ -303,8 +304,8 @@ def deliver_rules(p: Pipeline, ctx: Ctx) -> Phase | None:
     env = env_of(p, ctx)
     entry = ctx.entry
     if entry is not None:
-        env.obj_status, env.obj_ttl = entry.status, entry.ttl(time.time())
-        env.obj_age = entry.age(time.time())
+        now = time.time()
+        env.obj_status, env.obj_ttl, env.obj_age = entry.status, entry.ttl(now), entry.age(now)
         env.obj_headers = as_map(entry.headers)
         env.resp_status, env.resp_headers = entry.status, dict(env.obj_headers)
     elif ctx.response is not None:

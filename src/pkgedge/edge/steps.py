@@ -251,7 +251,7 @@ async def error(p: Pipeline, ctx: Ctx) -> Phase:
                 status, ctx.body, extra = out.status, out.body, list(out.headers)
             elif out.kind is Kind.REDIRECT:
                 status, extra = out.status, [("location", out.location)]
-                reason, ctx.body = f"see {out.location}", None
+                reason, ctx.body = rr.REDIRECT_BODY.format(out.location), None
         rr.take_response_edits(ctx)
         status = ctx.resp_status or status
         if ctx.resp_edits:
