@@ -88,7 +88,10 @@ async def worker_main(
         guard = pipeline.guard
         boxes = {"blocked": guard.penalties, "throttled": guard.throttled} if guard else None
         limiter = guard.limiter if guard else None
-        node = Node(settings, row, admin.check_purge, admin.purge, limiter, boxes, watcher.store)
+        signals = guard.share_signals() if guard else None  # behaviour signals too
+        node = Node(
+            settings, row, admin.check_purge, admin.purge, limiter, boxes, watcher.store, signals
+        )
         admin.purge_via = node.purges.publish
         await node.start()
 

@@ -1,6 +1,6 @@
 """What one worker of a node with ``--redis`` runs: the registry's heartbeat, the purge
 stream's follower and the configuration's sync (worker 0), purge publishing (every worker) and
-the shared limits (every worker with protection on)."""
+the shared limits and behaviour signals (every worker with protection on)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from pkgedge.cluster.config import ConfigSync, Versions
 from pkgedge.cluster.limits import LimitSync
 from pkgedge.cluster.link import DOWN, Registry, connect, log
 from pkgedge.cluster.purges import Apply, Check, PurgeBus
+from pkgedge.cluster.signals import SignalSync
 from pkgedge.config import EdgeSettings
 from pkgedge.security.ratelimit import PenaltyBox, RateLimiter
+from pkgedge.security.sharedsignals import SharedSignals
 
 #: how long worker 0 waits for Redis to catch up on purges before it serves anyway
 START_WAIT = 10.0
@@ -28,6 +30,7 @@ class Node:
         limiter: RateLimiter | None = None,
         boxes: dict[str, PenaltyBox] | None = None,
         versions: Versions | None = None,
+        signals: SharedSignals | None = None,
     ) -> None:
         url = settings.redis
         if not url:
@@ -50,6 +53,7 @@ class Node:
             if limiter is not None
             else None
         )
+        self.signals = SignalSync(self.redis, signals) if signals is not None else None
         self.config = (
             ConfigSync(self.redis, settings.node_name, versions, settings.cache_dir)
             if versions is not None and row == 0
@@ -77,6 +81,8 @@ class Node:
             self._tasks.append(loop.create_task(self.config.run()))
         if self.limits is not None:
             self._tasks.append(loop.create_task(self.limits.run()))
+        if self.signals is not None:
+            self._tasks.append(loop.create_task(self.signals.run()))
 
     async def _follow(self) -> None:
         await self.purges.follow(started=self._started)
