@@ -179,21 +179,39 @@ class SharedNotFound(_SharedCounts, NotFoundRatio):
     def observe(self, client: str, status: int, now: float) -> SignalHit | None:
         entry = self._windows.touch(client, now)
         requests, missing = entry[2], entry[3]
-        miss = 1.0 if status in self._statuses else 0.0
         entry[2] = requests + 1
-        entry[3] = missing + miss
-        self._pend(client, now, miss)
+        miss = status in self._statuses
+        if miss:
+            entry[3] = missing + 1
+        p = self.pending.get(client)  # _pend(), inlined: every request
+        if p is None:
+            self._pend(client, now, 1.0 if miss else 0.0)
+        else:
+            if now > p[1]:
+                p[1] = now
+            elif now < p[0]:
+                p[0] = now
+            p[2] += 1.0
+            if miss:
+                p[3] += 1.0
         r = self.remote.get(client)
-        if r is not None and r[1] and now - r[2] < self.window and self._over(r[0], r[1]):
-            first = not r[3]
-            r[3] = 1.0
-            return SignalHit(self.REASON, client, r[1] / r[0], self.settings.ratio, first)
+        if r is not None and r[1]:  # the cluster saw misses from this client
+            hit = self._remote(client, r, now)
+            if hit is not None:
+                return hit
         if not entry[3] or not self._over(entry[2], entry[3]):
             return None
-        first = not self._over(requests, missing)
         if r is not None:
             r[3] = 1.0
+        first = not self._over(requests, missing)
         return SignalHit(self.REASON, client, entry[3] / entry[2], self.settings.ratio, first)
+
+    def _remote(self, client: str, r: list[float], now: float) -> SignalHit | None:
+        if now - r[2] >= self.window or not self._over(r[0], r[1]):
+            return None
+        first = not r[3]
+        r[3] = 1.0
+        return SignalHit(self.REASON, client, r[1] / r[0], self.settings.ratio, first)
 
 
 class _SharedDistinct:
@@ -209,21 +227,31 @@ class _SharedDistinct:
         self.pending: dict[str, dict[str, float]] = {}
         self.remote: dict[Hashable, list[float]] = {}  # [distinct, oldest, fired]
         self._items = 0  # items in pending
+        self._limit = self.settings.limit
 
     def _shared(
         self, client: str, item: str, count: int, new: bool, now: float
     ) -> SignalHit | None:
-        if new and self._items < PENDING_MAX:
+        """The decision, once the local window counted ``item``."""
+        if new:
+            self._pend(client, item, now)
+        r = self.remote.get(client)
+        if r is not None and r[0] > count and now - r[1] < self.window:
+            return self._hit(client, int(r[0]), not r[2], r)
+        if count <= self._limit:
+            return None
+        return self._hit(client, count, new and count == self._limit + 1, r)
+
+    def _pend(self, client: str, item: str, now: float) -> None:
+        if self._items < PENDING_MAX:
             p = self.pending.get(client)
             if p is None:
                 p = self.pending[client] = {}
             p[item] = now
             self._items += 1
-        limit = self.settings.limit
-        value, first = count, new and count == limit + 1
-        r = self.remote.get(client)
-        if r is not None and r[0] > count and now - r[1] < self.window:
-            value, first = int(r[0]), not r[2]
+
+    def _hit(self, client: str, value: int, first: bool, r: list[float] | None) -> SignalHit | None:
+        limit = self._limit
         if value <= limit:
             return None
         if r is not None:
@@ -237,7 +265,7 @@ class _SharedDistinct:
 
     def settle(self, figures: dict[str, DistinctFigure], now: float) -> None:
         """The cluster's distinct count per client after this node's items were added."""
-        remote, limit, window = self.remote, self.settings.limit, self.window
+        remote, limit, window = self.remote, self._limit, self.window
         for client, (distinct, oldest) in figures.items():
             old = remote.get(client)
             fired = 1.0 if old is not None and old[2] and old[0] > limit else 0.0
@@ -262,7 +290,14 @@ class SharedEnumeration(_SharedDistinct, Enumeration):
 
     def observe(self, client: str, page: str, now: float) -> SignalHit | None:
         count, new = self._distinct.add(client, page, now)
-        return self._shared(client, page, count, new, now)
+        if new:  # _shared(), inlined: every index page
+            self._pend(client, page, now)
+        r = self.remote.get(client)
+        if r is not None and r[0] > count and now - r[1] < self.window:
+            return self._hit(client, int(r[0]), not r[2], r)
+        if count <= self._limit:
+            return None
+        return self._hit(client, count, new and count == self._limit + 1, r)
 
 
 class SharedBusting(_SharedDistinct, CacheBusting):
