@@ -11,9 +11,12 @@ on its own 127.0.0.x address, one worker each.
 * ``1 edge``: the trace against one edge in front of the origin.
 * ``3 edges``: the trace spread round-robin over three independent edges (no shield).
 * ``3 edges + shield``: the same three edges sending their misses to a shield.
+* ``3 edges, peers``: three edges sharing objects by rendezvous hashing (``--peers redis``):
+  each miss is fetched by the object's owner among them, and both keep a copy.
 
 Hit ratio is the share of requests the edge answered from its own cache (``Cache-Status``
-``hit``); origin fetches are the requests the origin saw. Purge latency is the time a
+``hit``); origin fetches are the requests the origin saw; offload is the share of requests
+that did not reach the origin (answered by some node's cache). Purge latency is the time a
 ``POST /purge`` on one edge takes to return, which is when every live node (the shield, then
 the three edges) has applied it; the page is fetched on every node before each purge.
 """
@@ -74,12 +77,28 @@ def topology(
             stack.enter_context(shield)
             upstream = shield.url + "/simple/"
             extra += ["--shield", shield.url + "/"]
+        if kind == "3+peers":
+            if redis is None:
+                raise ValueError("peers take their node list from Redis")
+            extra += ["--peers", "redis", "--trusted-edges", "127.0.0.0/8"]
         count = 1 if kind == "1" else 3
         edges = [
             stack.enter_context(_edge(tmp, f"edge{i}", f"127.0.0.{i + 2}", upstream, extra))
             for i in range(count)
         ]
+        if kind == "3+peers":
+            _wait_for_peers(edges)
         yield edges
+
+
+def _wait_for_peers(edges: list[EdgeProcess]) -> None:
+    """Until every edge's node list (read from Redis once a second) holds all of them."""
+    deadline = time.monotonic() + 15
+    for e in edges:
+        while len(e.admin_request("GET", "/peers").json()["nodes"]) < len(edges):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the peers did not find each other in Redis")
+            time.sleep(0.1)
 
 
 def run_trace(
@@ -128,26 +147,29 @@ def main() -> int:
         f"Zipf trace: {args.requests} requests over {args.objects} objects (alpha {args.alpha},"
         f" {distinct} distinct); one worker per node"
     )
-    print(f"{'topology':<18} {'edge hit ratio':>15} {'origin fetches':>15}")
+    print(f"{'topology':<18} {'edge hit ratio':>15} {'origin fetches':>15} {'offload':>8}")
     with tempfile.TemporaryDirectory(prefix="pkgedge-bench-cluster-") as raw:
         tmp = Path(raw)
         origin = populate_default(UpstreamIndex(tmp / "origin")).start()
         alone: list[float] = []
+        redis = RedisServer(tmp / "redis-data")
+        (tmp / "redis-data").mkdir()
+        redis.start()
         try:
-            for kind, label in (
-                ("1", "1 edge"),
-                ("3", "3 edges"),
-                ("3+shield", "3 edges + shield"),
-            ):
-                with topology(tmp / kind, origin, kind) as edges:
-                    ratio, fetches = run_trace(edges, origin, trace)
-                    if kind == "1":  # the reference: a purge on one node, no Redis
-                        alone = purge_latency(edges, args.purges, nodes=1)
-                print(f"{label:<18} {ratio:>15.3f} {fetches:>15d}")
-            redis = RedisServer(tmp / "redis-data")
-            (tmp / "redis-data").mkdir()
-            redis.start()
             try:
+                for kind, label in (
+                    ("1", "1 edge"),
+                    ("3", "3 edges"),
+                    ("3+shield", "3 edges + shield"),
+                    ("3+peers", "3 edges, peers"),
+                ):
+                    shared = redis.url if kind == "3+peers" else None  # (its node list)
+                    with topology(tmp / kind, origin, kind, shared) as edges:
+                        ratio, fetches = run_trace(edges, origin, trace)
+                        if kind == "1":  # the reference: a purge on one node, no Redis
+                            alone = purge_latency(edges, args.purges, nodes=1)
+                    offload = 1 - fetches / len(trace)
+                    print(f"{label:<18} {ratio:>15.3f} {fetches:>15d} {offload:>8.3f}")
                 with topology(tmp / "purge", origin, "3+shield", redis.url) as edges:
                     lat = purge_latency(edges, args.purges, nodes=4)
             finally:

@@ -344,6 +344,14 @@ EDGE_OPTIONS: tuple[Option, ...] = (
     Option(
         "purge_timeout", parse_duration, 5.0, "how long a purge waits for every node", "SECONDS"
     ),
+    Option(
+        "peers",
+        _parse_str,
+        "",
+        "this tier's nodes, one fetch per object (rendezvous): NAME=URL,... or redis",
+        "NODES",
+    ),
+    Option("advertise", _parse_str, "", "URL the other nodes reach this one at (--peers)", "URL"),
 )
 
 
@@ -403,6 +411,8 @@ class EdgeSettings:
     shield: str | None = None
     trusted_edges: str = ""
     fallback: str | None = None
+    peers: str = ""
+    advertise: str = ""
     purge_timeout: float = 5.0
 
     @property
@@ -579,4 +589,30 @@ def build_edge_settings(
             raise ConfigError(f"trusted_edges: not an address or network: {cidr!r}") from None
     if not values["node_name"]:
         values["node_name"] = f"{socket.gethostname()}:{values['cache_dir']}"
+    _check_peers(values)
     return EdgeSettings(**values)
+
+
+def _check_peers(values: dict[str, Any]) -> None:
+    """``--peers`` (edge/peers.py): a node list naming this node, or ``redis`` with --redis;
+    the peers must trust each other (they pass each other the edge-only fields)."""
+    if values["advertise"]:
+        values["advertise"] = _parse_url(values["advertise"])
+    peers = values["peers"].strip()
+    values["peers"] = peers
+    if not peers:
+        return
+    if not values["trusted_edges"]:
+        raise ConfigError("peers: needs trusted_edges covering the peers' addresses")
+    if peers == "redis":
+        if not values["redis"]:
+            raise ConfigError("peers: 'redis' takes the node list from --redis, which is not set")
+        return
+    try:
+        nodes = parse_backends(peers)
+    except ConfigError as exc:
+        raise ConfigError(f"peers: expected NAME=URL,... ({exc})") from None
+    if values["node_name"] not in nodes:
+        raise ConfigError(
+            f"peers: this node ({values['node_name']!r}, its --node-name) is not in the list"
+        )
