@@ -10,19 +10,21 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from pkgedge import __version__
 from pkgedge.cliparts import (
     DATA_DIR,
     DESCRIPTION,
     admin_call,
+    edge_settings,
     leaf_parsers,
     option_help,
     recorded,
 )
 from pkgedge.config import EDGE_OPTIONS, build_edge_settings
 from pkgedge.errors import PkgedgeError
+from pkgedge.indexcmd import cmd_manage, cmd_project, cmd_token, origin_settings
+from pkgedge.statscmd import cmd_stats
 
 
 def _add_edge_options(p: argparse.ArgumentParser) -> None:
@@ -54,25 +56,11 @@ def _add_origin_options(p: argparse.ArgumentParser, only: tuple[str, ...] = ()) 
         )
 
 
-def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
-    flags = {o.name: getattr(args, o.name, None) for o in EDGE_OPTIONS}
-    flags.update({k: v for k, v in overrides.items() if v is not None})
-    return build_edge_settings(flags, config_file=args.config)
-
-
 def cmd_edge(args: argparse.Namespace) -> int:
     from pkgedge.app import run_edge as run
 
-    settings = _settings(args)
+    settings = edge_settings(args)
     return run(settings, out=lambda line: print(line, flush=True))
-
-
-def _origin_settings(args: argparse.Namespace, **overrides: Any) -> Any:
-    from pkgedge.index.settings import ORIGIN_OPTIONS, build_origin_settings
-
-    flags = {o.name: getattr(args, "origin_" + o.name, None) for o in ORIGIN_OPTIONS}
-    flags.update({k: v for k, v in overrides.items() if v is not None})
-    return build_origin_settings(flags, config_file=args.config)
 
 
 def cmd_origin(args: argparse.Namespace) -> int:
@@ -83,7 +71,7 @@ def cmd_origin(args: argparse.Namespace) -> int:
     from pkgedge.server.lifeline import die_with_parent
     from pkgedge.up import PARENT_ENV
 
-    settings = _origin_settings(args)
+    settings = origin_settings(args)
     parent = os.environ.get(PARENT_ENV, "")
     if parent.isdigit():  # started by `pkgedge up`, which checked the data directory
         die_with_parent(int(parent))
@@ -92,108 +80,6 @@ def cmd_origin(args: argparse.Namespace) -> int:
         for warning in private.check(Path(settings.data_dir)):
             print(f"pkgedge origin: warning: {warning}", file=sys.stderr, flush=True)
     return serve(settings, out=lambda line: print(line, flush=True))
-
-
-def _catalog(args: argparse.Namespace) -> Any:
-    from pkgedge.index.catalog import Catalog
-
-    settings = _origin_settings(args, upstream="off")
-    catalog = Catalog(settings.database)
-    catalog.migrate()
-    return settings, catalog
-
-
-def cmd_token(args: argparse.Namespace) -> int:
-    from pkgedge.index.names import normalize
-
-    _, catalog = _catalog(args)
-    try:
-        if args.token_command == "create":
-            project = normalize(args.project) if args.project else None
-            row, secret = catalog.create_token(args.description or "", project)
-            scope = f"project {project}" if project else "all projects"
-            print(f"token {row.id} for {scope} (shown once; use username __token__):")
-            print(secret)
-        elif args.token_command == "list":
-            for t in catalog.list_tokens():
-                state = "revoked" if t.revoked else "active"
-                print(f"{t.id}\t{state}\t{t.project or '*'}\t{t.created:%Y-%m-%d}\t{t.description}")
-        elif args.token_command == "revoke":
-            if not catalog.revoke_token(args.id):
-                raise PkgedgeError(f"no token with id {args.id}")
-            print(f"token {args.id} revoked")
-    finally:
-        catalog.close()
-    return 0
-
-
-def cmd_manage(args: argparse.Namespace) -> int:
-    from pkgedge.index import cachepolicy
-    from pkgedge.index.names import normalize
-    from pkgedge.index.purge import Purger
-    from pkgedge.index.run import edge_link
-    from pkgedge.index.storage import storage_from_url
-
-    settings, catalog = _catalog(args)
-    settings = edge_link(settings)
-    try:
-        name = normalize(args.name)
-        if catalog.release(name, args.version) is None:
-            raise PkgedgeError(f"no release {args.version!r} of {name!r}")
-        if args.command == "yank":
-            if args.undo:
-                catalog.unyank(name, args.version)
-                print(f"unyanked {name} {args.version}")
-            else:
-                catalog.yank(name, args.version, args.reason)
-                print(f"yanked {name} {args.version}")
-        else:
-            rows = catalog.delete_release(name, args.version)
-            storage = storage_from_url(settings.storage)
-            for row in rows:
-                for key in (row.blob_key, row.blob_key + ".metadata"):
-                    storage.delete(key)
-            print(f"deleted {name} {args.version} ({len(rows)} file(s))")
-    finally:
-        catalog.close()
-    purger = Purger(
-        settings.edge_admin,
-        settings.edge_admin_token,
-        __import__("pathlib").Path(settings.data_dir) / "purge-queue.json",
-    )
-    if purger.enabled and not purger.purge(cachepolicy.keys_for_change(name)):
-        print("warning: the edge could not be purged now; the origin will retry", file=sys.stderr)
-    return 0
-
-
-def cmd_project(args: argparse.Namespace) -> int:
-    """Project settings: PEP 792 status, and whether upstream releases may be merged."""
-    from pkgedge.index import cachepolicy
-    from pkgedge.index.names import normalize
-    from pkgedge.index.purge import Purger
-    from pkgedge.index.run import edge_link
-
-    settings, catalog = _catalog(args)
-    settings = edge_link(settings)
-    name = normalize(args.name)
-    try:
-        if args.project_command == "status":
-            catalog.set_status(name, args.status, args.reason)
-            print(f"{name}: status {args.status}")
-        else:
-            catalog.set_allow_upstream(name, not args.deny)
-            state = "may not" if args.deny else "may"
-            print(f"{name}: upstream releases {state} be merged")
-    finally:
-        catalog.close()
-    purger = Purger(
-        settings.edge_admin,
-        settings.edge_admin_token,
-        __import__("pathlib").Path(settings.data_dir) / "purge-queue.json",
-    )
-    if purger.enabled:
-        purger.purge(cachepolicy.keys_for_change(name))
-    return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -223,7 +109,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
         if not args.show_secrets:
             data["admin_token"] = "***"
     else:
-        data = _settings(args, upstream=None).as_dict(redact=not args.show_secrets)
+        data = edge_settings(args, upstream=None).as_dict(redact=not args.show_secrets)
     for key, value in data.items():
         print(f"{key} = {json.dumps(value)}")
     return 0
@@ -269,53 +155,6 @@ def cmd_purge(args: argparse.Namespace) -> int:
         queued = " (queued: sent when redis is back)" if result.get("queued") else ""
         print(f"pkgedge: not acknowledged by: {late}{queued}", file=sys.stderr)
         return 1
-    return 0
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    if args.stats_command == "downloads":
-        return _stats_downloads(args)
-    if args.stats_command == "replay":
-        return _stats_replay(args)
-    if args.json:
-        print(json.dumps(admin_call(args, "GET", "/stats"), indent=2))
-        return 0
-    from pkgedge.stats.view import show
-
-    show(lambda: admin_call(args, "GET", "/stats/live"), watch=args.watch)
-    return 0
-
-
-def _stats_downloads(args: argparse.Namespace) -> int:
-    from urllib.parse import quote, urlencode
-
-    from pkgedge.stats.view import downloads_table
-
-    query = {"days": args.days, **({"by": args.by} if args.by else {})}
-    path = f"/stats/downloads/{quote(args.name, safe='')}?{urlencode(query)}"
-    downloads_table(admin_call(args, "GET", path))
-    return 0
-
-
-def _stats_replay(args: argparse.Namespace) -> int:
-    from pkgedge.analytics.recorder import downloads_of
-    from pkgedge.analytics.replay import replay
-
-    for f in args.files:
-        if not os.path.isfile(f):
-            raise PkgedgeError(f"no such log file: {f}")
-    settings = _settings(args, upstream="http://replay.invalid/")
-    db = downloads_of(settings)
-    try:
-        done = replay(db, args.files)
-    except OSError as exc:
-        raise PkgedgeError(f"cannot read the logs: {exc}") from None
-    finally:
-        db.close()
-    print(
-        f"replayed {done.lines} line(s): {done.downloads} download(s) over {len(done.days)} "
-        f"day(s) ({', '.join(done.days) or 'none'}); {done.skipped} line(s) skipped"
-    )
     return 0
 
 

@@ -1,6 +1,7 @@
 """Pieces of the ``pkgedge`` command that are not its parser: the top-level description,
 option help with defaults, usage errors per sub-command, what ``pkgedge up`` recorded in its
-data directory, and the client of the edge's admin API (``stats``, ``purge``)."""
+data directory, the client of the edge's admin API (``stats``, ``purge``) and the edge's
+settings from the command line."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from pkgedge.config import Option, parse_grace, parse_size
+from pkgedge.config import EDGE_OPTIONS, Option, build_edge_settings, parse_grace, parse_size
 from pkgedge.errors import PkgedgeError
 from pkgedge.index.edgelink import EDGE_FILE
 
@@ -120,3 +121,9 @@ def leaf_parsers(p: argparse.ArgumentParser) -> None:
             for sub in action.choices.values():
                 sub.set_defaults(_parser=sub)
                 leaf_parsers(sub)
+
+
+def edge_settings(args: argparse.Namespace, **overrides: Any) -> Any:
+    flags = {o.name: getattr(args, o.name, None) for o in EDGE_OPTIONS}
+    flags.update({k: v for k, v in overrides.items() if v is not None})
+    return build_edge_settings(flags, config_file=args.config)

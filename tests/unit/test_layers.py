@@ -29,6 +29,8 @@ LAYERS: list[set[str]] = [
         "pkgedge.cli",
         "pkgedge.cliparts",
         "pkgedge.configcmd",
+        "pkgedge.indexcmd",
+        "pkgedge.statscmd",
         "pkgedge.up",
         "pkgedge.index.run",
         "pkgedge.__main__",
