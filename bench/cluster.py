@@ -121,6 +121,7 @@ def main() -> int:
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--purges", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--purge-only", action="store_true", help="skip the Zipf trace")
     args = ap.parse_args()
     trace = zipf_trace(args.objects, args.requests, args.alpha, args.seed)
     distinct = len(set(trace))
@@ -139,11 +140,15 @@ def main() -> int:
                 ("3", "3 edges"),
                 ("3+shield", "3 edges + shield"),
             ):
+                if args.purge_only and kind != "1":
+                    continue
                 with topology(tmp / kind, origin, kind) as edges:
-                    ratio, fetches = run_trace(edges, origin, trace)
+                    if not args.purge_only:
+                        ratio, fetches = run_trace(edges, origin, trace)
                     if kind == "1":  # the reference: a purge on one node, no Redis
                         alone = purge_latency(edges, args.purges, nodes=1)
-                print(f"{label:<18} {ratio:>15.3f} {fetches:>15d}")
+                if not args.purge_only:
+                    print(f"{label:<18} {ratio:>15.3f} {fetches:>15d}")
             redis = RedisServer(tmp / "redis-data")
             (tmp / "redis-data").mkdir()
             redis.start()
