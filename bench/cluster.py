@@ -11,9 +11,12 @@ i is ``/big/(1000 + i)``) and which counts the requests that reach it; the nodes
 * ``1 edge``: the trace against one edge in front of the origin.
 * ``3 edges``: the trace spread round-robin over three independent edges (no shield).
 * ``3 edges + shield``: the same three edges sending their misses to a shield.
+* ``3 edges, peers``: three edges sharing objects by rendezvous hashing (``--peers redis``):
+  each miss is fetched by the object's owner among them, and both keep a copy.
 
 Hit ratio is the share of requests the edge answered from its own cache (``Cache-Status``
-``hit``); origin fetches are the requests the origin saw. Purge latency is the time a
+``hit``); origin fetches are the requests the origin saw; offload is the share of requests
+that did not reach the origin (answered by some node's cache). Purge latency is the time a
 ``POST /purge`` on one edge takes to return, which is when every live node (the shield, then
 the three edges) has applied it; the page is fetched on every node before each purge (a
 first purge, which opens the connections, is not counted: it was the p99 of 100). Right
@@ -106,13 +109,29 @@ def topology(
             every.append(stack.enter_context(shield))
             upstream = shield.url + "/simple/"
             extra += ["--shield", shield.url + "/"]
+        if kind == "3+peers":
+            if redis is None:
+                raise ValueError("peers take their node list from Redis")
+            extra += ["--peers", "redis", "--trusted-edges", "127.0.0.0/8"]
         count = 1 if kind == "1" else 3
         edges = [
             stack.enter_context(_edge(tmp, f"edge{i}", f"127.0.0.{i + 2}", upstream, extra))
             for i in range(count)
         ]
         every.extend(edges)
+        if kind == "3+peers":
+            _wait_for_peers(edges)
         yield edges
+
+
+def _wait_for_peers(edges: list[EdgeProcess]) -> None:
+    """Until every edge's node list (read from Redis once a second) holds all of them."""
+    deadline = time.monotonic() + 15
+    for e in edges:
+        while len(e.admin_request("GET", "/peers").json()["nodes"]) < len(edges):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the peers did not find each other in Redis")
+            time.sleep(0.1)
 
 
 def run_trace(
@@ -217,31 +236,34 @@ def main() -> int:
             f"Zipf trace: {args.requests} requests over {args.objects} objects"
             f" (alpha {args.alpha}, {distinct} distinct); one worker per node"
         )
-        print(f"{'topology':<18} {'edge hit ratio':>15} {'origin fetches':>15}")
+        print(f"{'topology':<18} {'edge hit ratio':>15} {'origin fetches':>15} {'offload':>8}")
     with tempfile.TemporaryDirectory(prefix="pkgedge-bench-cluster-") as raw:
         tmp = Path(raw)
         origin = populate_default(UpstreamIndex(tmp / "origin")).start()
         alone = Purges()
+        redis = RedisServer(tmp / "redis-data", appendfsync=args.fsync)
+        (tmp / "redis-data").mkdir()
+        redis.start()
         try:
-            for kind, label in (
-                ("1", "1 edge"),
-                ("3", "3 edges"),
-                ("3+shield", "3 edges + shield"),
-            ):
-                if args.purge_only and kind != "1":
-                    continue
-                every: list[EdgeProcess] = []
-                with topology(tmp / kind, origin, kind, every=every) as edges:
-                    if not args.purge_only:
-                        ratio, fetches = run_trace(edges, origin, trace)
-                    if kind == "1":  # the reference: a purge on one node, no Redis
-                        alone = purge_latency(edges, every, args.purges, nodes=1)
-                if not args.purge_only:
-                    print(f"{label:<18} {ratio:>15.3f} {fetches:>15d}")
-            redis = RedisServer(tmp / "redis-data", appendfsync=args.fsync)
-            (tmp / "redis-data").mkdir()
-            redis.start()
             try:
+                for kind, label in (
+                    ("1", "1 edge"),
+                    ("3", "3 edges"),
+                    ("3+shield", "3 edges + shield"),
+                    ("3+peers", "3 edges, peers"),
+                ):
+                    if args.purge_only and kind != "1":
+                        continue
+                    shared = redis.url if kind == "3+peers" else None  # (its node list)
+                    every: list[EdgeProcess] = []
+                    with topology(tmp / kind, origin, kind, shared, every) as edges:
+                        if not args.purge_only:
+                            ratio, fetches = run_trace(edges, origin, trace)
+                        if kind == "1":  # the reference: a purge on one node, no Redis
+                            alone = purge_latency(edges, every, args.purges, nodes=1)
+                    if not args.purge_only:
+                        offload = 1 - fetches / len(trace)
+                        print(f"{label:<18} {ratio:>15.3f} {fetches:>15d} {offload:>8.3f}")
                 every = []
                 with topology(tmp / "purge", origin, "3+shield", redis.url, every) as edges:
                     cluster = purge_latency(edges, every, args.purges, nodes=4)

@@ -25,6 +25,10 @@ limit, an ACL file rewritten mid-stream) and every answer, ``req.key``/``spec``/
 the counters must be identical: the run stops otherwise.
 
 Rounds alternate before/after; the table shows the median µs per hit and after/before.
+
+``--shared``: the "after" guard runs the behaviour detectors' shared twins, as every worker of
+a node with ``--redis`` does (``Guard.share_signals``; no Redis here: no cluster figures, so
+the outcomes must still be identical), e.g. ``--shared --baseline HEAD`` for their cost alone.
 """
 
 from __future__ import annotations
@@ -156,7 +160,16 @@ def mixed_workload(n: int) -> Iterator[tuple[Request, int, str]]:
         yield request(target, xff, ua, peer), status, cache
 
 
-def check_equivalence(before: type, tmp: Path, n: int) -> tuple[int, dict[str, int]]:
+def _after(s: EdgeSettings, counters: Counters, shared: bool) -> Guard:
+    guard = Guard(s, counters)
+    if shared:
+        guard.share_signals()
+    return guard
+
+
+def check_equivalence(
+    before: type, tmp: Path, n: int, shared: bool = False
+) -> tuple[int, dict[str, int]]:
     """Feed both guards the same sequence; raise if any observable outcome differs. Returns
     how many requests were compared and the counters they moved (summed)."""
     compared = 0
@@ -166,7 +179,7 @@ def check_equivalence(before: type, tmp: Path, n: int) -> tuple[int, dict[str, i
             flags = {"protection": mode, "rate_limit": "150/300", "bot_rate_limit": "5/10"}
             s = settings(tmp / f"eq-{acl}-{mode}", acl, **flags)
             ca, cb = Counters(1), Counters(1)
-            a, b = before(s, ca), Guard(s, cb)
+            a, b = before(s, ca), _after(s, cb, shared)
             now = T0
             for i, (req, status, cache) in enumerate(mixed_workload(n)):
                 if acl and i == n // 2:  # a new list: cached verdicts must go
@@ -231,13 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", default=BASELINE, help="git revision of the 'before' guard")
     p.add_argument("--hits", type=int, help="hits per round (default 200000, quick 50000)")
     p.add_argument("--repeat", type=int, help="rounds per guard (default 7, quick 3)")
+    p.add_argument("--shared", action="store_true", help="after: shared behaviour detectors")
     args = p.parse_args(argv)
     n = args.hits or (50_000 if args.quick else 200_000)
     repeat = args.repeat or (3 if args.quick else 7)
     tmp = Path(tempfile.mkdtemp(prefix="pkgedge-guard-cost-"))
     try:
         with baseline_guard(args.baseline) as before:
-            compared, moved = check_equivalence(before, tmp, 6000 if args.quick else 20000)
+            compared, moved = check_equivalence(
+                before, tmp, 6000 if args.quick else 20000, args.shared
+            )
             print(f"equivalence: {compared} requests, same outcomes (baseline {args.baseline}): ")
             print("  " + ", ".join(f"{k}={v}" for k, v in sorted(moved.items()) if v))
             rows = []
@@ -247,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                     reqs = [request(PAGE, x) for x in xffs]
 
                     def make(s: EdgeSettings = s) -> tuple[GuardLike, GuardLike]:
-                        return before(s, Counters(1)), Guard(s, Counters(1))
+                        return before(s, Counters(1)), _after(s, Counters(1), args.shared)
 
                     b, a = bench_case(make, reqs, n, repeat)
                     config = "acl+xff" if acl else "defaults"

@@ -8,6 +8,7 @@ disk tier, build the pipeline and the admin API, and serve until told to stop.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sys
 import time
@@ -19,11 +20,14 @@ from pkgedge.analytics import hooks as stats_hooks
 from pkgedge.analytics.recorder import Recorder
 from pkgedge.cache.store import DiskStore
 from pkgedge.config import EdgeSettings
+from pkgedge.edge.context import Client
 from pkgedge.edge.hooks import Hooks, RequestLog
+from pkgedge.edge.peers import Peers
 from pkgedge.edge.pipeline import Pipeline
 from pkgedge.edge.rulewatch import RulesWatcher
 from pkgedge.edge.versions import VersionStore
 from pkgedge.errors import ConfigError
+from pkgedge.http.request import Request
 from pkgedge.server import listener, workers
 from pkgedge.server.limits import Limits
 from pkgedge.server.tls import tls_context
@@ -81,6 +85,8 @@ async def worker_main(
         Dashboard(admin, _stats_dir(settings), events, watcher.store.activations).register()
         rollups = Rollups(rollup_path(settings.cache_dir)) if row == 0 else None
         sampling = asyncio.get_running_loop().create_task(sampler.run(counters, rollups, publish))
+    if pipeline.backend.peers is not None:
+        _register_peers(admin, pipeline.backend.peers)
     node = None
     if settings.redis:  # many nodes (issue 10): purges and limits through Redis
         from pkgedge.cluster.node import Node
@@ -88,7 +94,19 @@ async def worker_main(
         guard = pipeline.guard
         boxes = {"blocked": guard.penalties, "throttled": guard.throttled} if guard else None
         limiter = guard.limiter if guard else None
-        node = Node(settings, row, admin.check_purge, admin.purge, limiter, boxes, watcher.store)
+        signals = guard.share_signals() if guard else None  # behaviour signals too
+        node = Node(
+            settings,
+            row,
+            admin.check_purge,
+            admin.purge,
+            limiter,
+            boxes,
+            watcher.store,
+            signals,
+            pipeline.backend.peers,
+            advertised(settings, client_sock),
+        )
         admin.purge_via = node.purges.publish
         await node.start()
 
@@ -133,6 +151,33 @@ async def worker_main(
         if log is not None:
             log.flush()
         store.close()
+
+
+def _register_peers(admin: AdminHandler, peers: Peers) -> None:
+    """``GET /peers``: this tier's nodes as this worker sees them (edge/peers.py)."""
+
+    async def show(req: Request, client: Client) -> None:
+        now = time.monotonic()
+        body = {
+            "me": peers.me,
+            "nodes": {p.name: p.origin + p.prefix for p in peers.nodes.values()},
+            "down": {n: round(until - now, 3) for n, until in peers.down.items() if until > now},
+        }
+        admin.reply(client, req, 200, json.dumps(body).encode())
+
+    admin.route("/peers", show)
+
+
+def advertised(settings: EdgeSettings, sock: socket.socket) -> str:
+    """The URL other nodes reach this one at: ``--advertise``, else the client listener's
+    address when it is not a wildcard ("" then: this node is nobody's peer)."""
+    if settings.advertise:
+        return settings.advertise
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::", ""):
+        return ""
+    scheme = "https" if settings.tls_cert else "http"
+    return f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
 
 
 def run_edge(settings: EdgeSettings, out: Callable[[str], None] = print) -> int:

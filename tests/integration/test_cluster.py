@@ -4,6 +4,8 @@ address: the origin (the test upstream index) on 127.0.0.1, a fallback index on 
 Redis on 127.0.0.1, the shield on 127.0.0.5 and the edges on 127.0.0.2-4.
 
 The tests run in file order and share the cluster's state; each one leaves it serving.
+``test_cluster_origin.py`` runs the same cluster in front of pkgedge's own origin (PostgreSQL
+and S3, a standby origin as the fallback) with twine, uv and pip.
 """
 
 from __future__ import annotations

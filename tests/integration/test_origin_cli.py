@@ -152,3 +152,22 @@ def test_purges_wait_for_an_edge_that_is_down(
     assert wait_until(lambda: json.loads(queue.read_text()) == [], timeout=45)
     assert edge.stats()["purges"] >= 1  # counters restart with the edge: this one is new
     assert "later-2.0" in edge.get("/simple/later/").text
+
+
+def test_an_access_log_it_cannot_open_is_a_usage_error(tmp_path: Path) -> None:
+    """``--access-log PATH`` (issue 10's cluster tests count origin requests from it): a path
+    it cannot write stops the origin before it listens, with the reason and exit status 2."""
+    out = cli(
+        "origin",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--upstream",
+        "off",
+        "--listen",
+        "127.0.0.1:0",
+        "--access-log",
+        str(tmp_path / "no-such-dir" / "access.log"),
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "cannot open the access log" in out.stderr and "No such file" in out.stderr
+    assert "Traceback" not in out.stderr and "listening" not in out.stdout

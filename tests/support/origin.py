@@ -26,13 +26,14 @@ class OriginStartError(RuntimeError):
 
 
 class OriginProcess:
-    """``pkgedge origin`` on 127.0.0.1:0 with its own data directory.
+    """``pkgedge origin`` on 127.0.0.1:0 (or ``listen``) with its own data directory.
 
     Args:
         data_dir: catalog and files (kept across :meth:`restart`).
         upstream: index to mirror, or ``"off"`` (the default: tests never reach other hosts).
         edge: an :class:`~support.edge.EdgeProcess` whose admin API the origin purges.
         extra_args: more flags, e.g. ``["--database", url]``.
+        listen: ``--listen HOST:PORT`` (a fixed port keeps the URL across :meth:`restart`).
     """
 
     def __init__(
@@ -44,8 +45,10 @@ class OriginProcess:
         edge_token: str | None = None,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        listen: str = "127.0.0.1:0",
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.listen = listen
         self.upstream = upstream
         self.edge_admin = edge_admin
         self.edge_token = edge_token
@@ -62,7 +65,7 @@ class OriginProcess:
             *edge_command(),
             "origin",
             "--listen",
-            "127.0.0.1:0",
+            self.listen,
             "--data-dir",
             str(self.data_dir),
             "--upstream",

@@ -133,7 +133,7 @@ def test_http2_option_from_flag_env_and_file(tmp_path: Path) -> None:
 
 
 def test_backends_the_rules_may_choose() -> None:
-    from pkgedge.config import ConfigError, parse_backends
+    from pkgedge.config import parse_backends
 
     assert parse_backends("mirror=http://10.0.0.2/simple, archive=https://a.test/idx/") == {
         "mirror": "http://10.0.0.2/simple/",

@@ -49,9 +49,10 @@ def tier(settings: EdgeSettings) -> str:
 class Registry:
     """This node's heartbeat, and who else is live."""
 
-    def __init__(self, settings: EdgeSettings, client: Client) -> None:
+    def __init__(self, settings: EdgeSettings, client: Client, url: str = "") -> None:
         self.name = settings.node_name
         self.tier = tier(settings)
+        self.url = url  # where the other nodes reach this one (--peers redis)
         self.redis = client
         self._warned = False
 
@@ -62,7 +63,8 @@ class Registry:
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(NODES, {self.name: now})
-        pipe.hset(PREFIX + "node:" + self.name, mapping={"tier": self.tier, "pid": os.getpid()})
+        fields = {"tier": self.tier, "pid": os.getpid(), "url": self.url}
+        pipe.hset(PREFIX + "node:" + self.name, mapping=fields)
         pipe.expire(PREFIX + "node:" + self.name, int(LIVE * 10))
         pipe.zremrangebyscore(NODES, "-inf", now - 3600)  # forget nodes gone for an hour
         await pipe.execute()
@@ -86,11 +88,26 @@ class Registry:
 
     async def live(self) -> dict[str, str]:
         """Live nodes → their tier."""
+        return {name: t for name, (t, _) in (await self.live_urls()).items()}
+
+    async def live_urls(self) -> dict[str, tuple[str, str]]:
+        """Live nodes → (their tier, the URL they registered, or "")."""
         names = await self.redis.zrangebyscore(NODES, time.time() - LIVE, "+inf")
         if not names:
             return {}
         pipe = self.redis.pipeline(transaction=False)
         for n in names:
-            pipe.hget(PREFIX + "node:" + n.decode(), "tier")
-        tiers: list[Any] = await pipe.execute()
-        return {n.decode(): (t or b"shield").decode() for n, t in zip(names, tiers, strict=True)}
+            pipe.hmget(PREFIX + "node:" + n.decode(), "tier", "url")
+        rows: list[Any] = await pipe.execute()
+        return {
+            n.decode(): ((t or b"shield").decode(), (u or b"").decode())
+            for n, (t, u) in zip(names, rows, strict=True)
+        }
+
+    async def peers(self) -> dict[str, str]:
+        """The live nodes of this node's tier that registered a URL → that URL."""
+        return {
+            name: url
+            for name, (t, url) in (await self.live_urls()).items()
+            if t == self.tier and url
+        }

@@ -1,21 +1,33 @@
 """What one worker of a node with ``--redis`` runs: the registry's heartbeat, the purge
-stream's follower and the configuration's sync (worker 0), purge publishing (every worker) and
-the shared limits (every worker with protection on)."""
+stream's follower and the configuration's sync (worker 0), purge publishing (every worker),
+the shared limits and behaviour signals (every worker with protection on) and, with
+``--peers redis``, the tier's node list (every worker, once a second: edge/peers.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Protocol
 
 from pkgedge.cluster.config import ConfigSync, Versions
 from pkgedge.cluster.limits import LimitSync
 from pkgedge.cluster.link import DOWN, Registry, connect, log
 from pkgedge.cluster.purges import Apply, Check, PurgeBus
+from pkgedge.cluster.signals import SignalSync
 from pkgedge.config import EdgeSettings
 from pkgedge.security.ratelimit import PenaltyBox, RateLimiter
+from pkgedge.security.sharedsignals import SharedSignals
 
 #: how long worker 0 waits for Redis to catch up on purges before it serves anyway
 START_WAIT = 10.0
+#: how often every worker reads its tier's live nodes (``--peers redis``)
+PEERS_EVERY = 1.0
+
+
+class PeerList(Protocol):
+    """What this module uses of :class:`pkgedge.edge.peers.Peers`."""
+
+    def set_nodes(self, nodes: dict[str, str]) -> None: ...
 
 
 class Node:
@@ -28,14 +40,18 @@ class Node:
         limiter: RateLimiter | None = None,
         boxes: dict[str, PenaltyBox] | None = None,
         versions: Versions | None = None,
+        signals: SharedSignals | None = None,
+        peers: PeerList | None = None,
+        url: str = "",
     ) -> None:
-        url = settings.redis
-        if not url:
+        redis = settings.redis
+        if not redis:
             raise ValueError("a cluster node needs --redis")
         self.row = row
-        self.redis = connect(url)
-        self.blocking = connect(url, timeout=None)
-        self.registry = Registry(settings, self.redis)
+        self.redis = connect(redis)
+        self.blocking = connect(redis, timeout=None)
+        self.registry = Registry(settings, self.redis, url)
+        self.peers = peers if settings.peers == "redis" else None
         self.purges = PurgeBus(
             self.registry,
             self.redis,
@@ -50,6 +66,7 @@ class Node:
             if limiter is not None
             else None
         )
+        self.signals = SignalSync(self.redis, signals) if signals is not None else None
         self.config = (
             ConfigSync(self.redis, settings.node_name, versions, settings.cache_dir)
             if versions is not None and row == 0
@@ -77,6 +94,17 @@ class Node:
             self._tasks.append(loop.create_task(self.config.run()))
         if self.limits is not None:
             self._tasks.append(loop.create_task(self.limits.run()))
+        if self.signals is not None:
+            self._tasks.append(loop.create_task(self.signals.run()))
+        if self.peers is not None:
+            self._tasks.append(loop.create_task(self._peers(self.peers)))
+
+    async def _peers(self, peers: PeerList) -> None:
+        """Keep the tier's node list; while Redis is down the last one known stays."""
+        while True:
+            with contextlib.suppress(*DOWN):
+                peers.set_nodes(await self.registry.peers())
+            await asyncio.sleep(PEERS_EVERY)
 
     async def _follow(self) -> None:
         await self.purges.follow(started=self._started)

@@ -6,18 +6,23 @@ A fill receives this object; nothing here calls back into the pipeline.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from pkgedge.cache.keys import simple_variant
 from pkgedge.cache.store import Store
-from pkgedge.config import EdgeSettings
+from pkgedge.config import EdgeSettings, parse_backends
 from pkgedge.edge import shield
 from pkgedge.edge.director import Director
-from pkgedge.edge.rewrite import FILE_PREFIX, REWRITABLE, Rewriter
+from pkgedge.edge.peers import PEER, Peers
+from pkgedge.edge.rewrite import FILE_PREFIX, REWRITABLE, Rewriter, foreign_origins
+from pkgedge.errors import PkgedgeError
 from pkgedge.http.headers import Headers, end_to_end
 from pkgedge.http.request import Request
 from pkgedge.upstream.client import UpstreamPool, UpstreamResponse
+
+log = logging.getLogger("pkgedge.edge")
 
 #: Request fields stripped before the origin: they could change its answer without being part
 #: of the cache key (cache poisoning), or are ours to set.
@@ -76,9 +81,16 @@ class Backend:
         self._hosts: set[str] = set()
         #: given to every pool: told each origin request's latency (stats)
         self.observe: Callable[[float], None] | None = None
+        #: counts a named event (the pipeline sets it to its counters' add)
+        self.count: Callable[[str], None] = _nothing
         self.director = (
             Director(settings.upstream, settings.fallback, self.pool) if settings.fallback else None
         )
+        #: this tier's nodes, sharing objects by rendezvous hashing (``--peers``, edge/peers.py)
+        self.peers: Peers | None = None
+        if settings.peers:
+            static = {} if settings.peers == "redis" else parse_backends(settings.peers)
+            self.peers = Peers(settings.node_name, static)
 
     def __repr__(self) -> str:
         return f"<Backend {self.settings.upstream} pools={list(self._pools.values())!r}>"
@@ -131,6 +143,40 @@ class Backend:
             return await self.director.fetch(origin, target, headers, failover=failover)
         return await self.pool(origin).request("GET", target, headers)
 
+    async def fill_fetch(
+        self,
+        path: str,
+        route: tuple[str, str],
+        headers: Headers,
+        req_map: dict[str, str],
+        *,
+        failover: bool,
+    ) -> tuple[UpstreamResponse, bool]:
+        """A fill's GET, from the peer that owns ``path`` in this tier when there is one
+        (edge/peers.py), else from ``route``; and whether a peer answered."""
+        peers = self.peers
+        if (
+            peers is not None
+            and req_map.get(shield.TIER) != PEER  # a peer's own fill: never asked on
+            and route == self.route(path)  # the default route (not a rules' backend)
+        ):
+            peer = peers.owner(path)
+            if peer is not None:
+                asked = [(n, v) for n, v in headers if n != shield.TIER]
+                asked.append((shield.TIER, PEER))
+                try:
+                    resp = await self.pool(peer.origin).request("GET", peer.prefix + path, asked)
+                except (PkgedgeError, OSError) as exc:
+                    peers.failed(peer)
+                    self.count("peer_failures")
+                    log.warning(
+                        "peer %s unreachable (%s): fetching %s directly", peer.name, exc, path
+                    )
+                else:
+                    self.count("peer_fetches")
+                    return resp, True
+        return await self.fetch(*route, headers, failover=failover), False
+
     # -- what the origin sees ------------------------------------------------------------
     def origin_headers(self, req: Request, *, fill: bool) -> Headers:
         headers = [
@@ -173,7 +219,17 @@ class Backend:
             self._hosts.add(origin)
         return new
 
+    def learn_hosts(self, body: bytes) -> None:
+        """The foreign file hosts a page in edge form links (a peer's answer)."""
+        for origin in foreign_origins(body) - self._hosts:
+            self.store.allow_host(origin)
+            self._hosts.add(origin)
+
     def rewrite_location(self, headers: Headers, page_url: str) -> Headers:
         return [
             (n, self.rewriter.location(v, page_url) if n == "location" else v) for n, v in headers
         ]
+
+
+def _nothing(name: str) -> None:
+    pass

@@ -21,6 +21,7 @@ from pkgedge.edge import shield
 from pkgedge.edge.busy import BusyObject, State
 from pkgedge.edge.context import Client, Ctx
 from pkgedge.edge.fastpath import HotHits
+from pkgedge.edge.peers import PEER
 from pkgedge.edge.rulesrun import edited
 from pkgedge.errors import PkgedgeError
 from pkgedge.http import response as dl
@@ -53,11 +54,15 @@ class Delivery:
         self.counters = counters
         self.hot = hot
         self.edges = shield.TrustedEdges(settings.trusted_edges)
+        self.peers = bool(settings.peers)  # edge/peers.py
+        self.tiers = bool(settings.shield) or self.peers  # a Cache-Status of several members
 
     async def __call__(self, ctx: Ctx) -> None:
         """Write what the phases decided: one of synthetic, stored, busy or pass-through."""
-        if self.settings.shield and "fwd=" in ctx.cache_status:
+        if self.tiers and "fwd=" in ctx.cache_status:
             ctx.cache_status = shield.both_tiers(_received(ctx), ctx.cache_status)
+        if self.peers and self.edges.asks(ctx.req) and ctx.req.map.get(shield.TIER) == PEER:
+            ctx.cache_status = shield.as_peer(ctx.cache_status)  # the owner answering a peer
         if ctx.synthetic is not None:
             ctx.client.write(ctx.synthetic)
             ctx.sent = len(ctx.synthetic)

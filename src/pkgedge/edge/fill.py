@@ -115,6 +115,7 @@ class Fill(BusyState):
         self.on_response = spec.on_response
         self._pass: UpstreamResponse | None = None
         self._event = asyncio.Event()
+        self.via_peer = False  # answered by the peer that owns the path (edge/peers.py)
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -161,6 +162,12 @@ class Fill(BusyState):
             fills.fetching -= 1
             self._notify()
 
+    def _location(self, headers: Headers) -> Headers:
+        """A redirect's Location rewritten to stay on the edge (a peer's already is)."""
+        if self.via_peer:
+            return headers
+        return self.fills.backend.rewrite_location(headers, self.origin + self.target)
+
     def _publish(self, kind: str) -> None:
         """Tell waiters in other workers what this fill became (atomic rename)."""
         self.store.files.publish_head(self.objid, self.head_record(kind))
@@ -175,14 +182,19 @@ class Fill(BusyState):
         request_time = time.time()
         fills.counters.add("origin_fetches")
         # no stored copy to fall back on: the director may ask the fallback backend
-        resp = await backend.fetch(self.origin, self.target, headers, failover=self.stale is None)
+        resp, self.via_peer = await backend.fill_fetch(
+            self.path,
+            (self.origin, self.target),
+            headers,
+            self.req_map,
+            failover=self.stale is None,
+        )
         self.response_time = response_time = time.time()
         self.status = resp.status
         rmap = as_map(resp.headers)
         self.initial_age = policy.initial_age(
             rmap, request_time=request_time, response_time=response_time
         )
-        page_url = self.origin + self.target
         stale = self.stale
         if (
             stale is not None
@@ -226,24 +238,26 @@ class Fill(BusyState):
         if not ok:
             # not stored: the one client it goes to gets every end-to-end field (Set-Cookie
             # included), minus the edge-only ones
-            self.headers = backend.rewrite_location(
-                fields.forwarded_fields(resp.headers, response_time), page_url
-            )
+            self.headers = self._location(fields.forwarded_fields(resp.headers, response_time))
             self.why = why
             self._pass = resp
             self.state = State.PASS
             self._publish("pass")
             return
         stored = fields.stored_fields(resp.headers, response_time)
-        self.headers = backend.rewrite_location(stored, page_url)
+        self.headers = self._location(stored)
         clen = rmap.get("content-length")
         self.length = int(clen) if clen and clen.isdigit() else None
         ctype = rmap.get("content-type", "").lower()
         body: bytes | None = None
         if backend.should_rewrite(ctype):
+            page_url = self.origin + self.target
             body = await resp.read_all(_REWRITE_LIMIT)
             fills.counters.add("bytes_from_origin", len(body))
-            body = backend.rewrite_page(body, ctype, page_url)
+            if self.via_peer:  # already in this tier's form (edge/peers.py)
+                backend.learn_hosts(body)
+            else:
+                body = backend.rewrite_page(body, ctype, page_url)
             self.length = len(body)
         await self._write_body(resp, body)
         lifetime, swr, sie = fr.lifetime, fr.swr, fr.sie

@@ -67,6 +67,7 @@ class Pipeline:
         self._i_hits = counters.index("hits")
         self._i_bytes = counters.index("bytes_to_clients")
         self.backend.observe = counters.observe_latency  # origin latency histogram
+        self.backend.count = counters.add
         #: the stats' per-request work (pkgedge.analytics.hooks): a fast-path hit, the rest
         self.stats_hit: Callable[[Request, int], None] | None = None
         self.stats_log: Callable[[Request, int, int, str], None] | None = None

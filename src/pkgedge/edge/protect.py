@@ -38,6 +38,7 @@ from pkgedge.security import (
     SignalPolicy,
     classify,
 )
+from pkgedge.security.sharedsignals import SharedSignals
 from pkgedge.stats.counters import Counters
 
 if TYPE_CHECKING:
@@ -138,6 +139,19 @@ class Guard:
 
     def __repr__(self) -> str:
         return f"<Guard mode={self.mode} acl={self.acl is not None}>"
+
+    def share_signals(self) -> SharedSignals:
+        """Replace the behaviour detectors by twins whose figures a cluster sync shares
+        (:mod:`pkgedge.cluster.signals`); same settings, same decisions while alone."""
+        shared = SharedSignals(
+            self.repeats.settings,
+            self.not_found.settings,
+            self.enumeration.settings,
+            self.busting.settings,
+        )
+        self.repeats, self.not_found = shared.repeats, shared.not_found
+        self.enumeration, self.busting = shared.enumeration, shared.busting
+        return shared
 
     @property
     def enabled(self) -> bool:

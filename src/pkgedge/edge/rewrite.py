@@ -14,6 +14,8 @@ from urllib.parse import urljoin, urlsplit
 FILE_PREFIX = "/+f/"
 _HTML_HREF = re.compile(rb'(\bhref\s*=\s*")([^"]*)(")', re.IGNORECASE)
 _JSON_URL = re.compile(rb'("url"\s*:\s*")((?:[^"\\]|\\.)*)(")')
+#: a link to a foreign file host in a page already in edge form: /+f/<scheme>/<host[:port]>/
+_EDGE_FOREIGN = re.compile(rb'"/\+f/(https?)/([A-Za-z0-9.:\[\]_-]+)/')
 
 REWRITABLE = (
     "text/html",
@@ -21,6 +23,14 @@ REWRITABLE = (
     "application/vnd.pypi.simple.v1+json",
     "application/json",
 )
+
+
+def foreign_origins(body: bytes) -> set[str]:
+    """The foreign origins an edge-form page links through ``/+f/`` (a peer's answer)."""
+    return {
+        f"{m.group(1).decode()}://{m.group(2).decode().lower()}"
+        for m in _EDGE_FOREIGN.finditer(body)
+    }
 
 
 class Rewriter:

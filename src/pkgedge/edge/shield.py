@@ -12,7 +12,10 @@ edge-only fields (Surrogate-Control, Surrogate-Key, targeted cache fields), so t
 keeps the origin's edge TTLs and can be purged by surrogate key.
 
 ``Cache-Status`` (RFC 9211): a response an edge fetched from its shield lists the shield's
-member first (named ``pkgedge-shield``), then the edge's own.
+member first (named ``pkgedge-shield``), then the edge's own. Within a tier
+(``--peers``, edge/peers.py) the owner of a path names its own member ``pkgedge-peer`` when
+it answers a peer, so a response one peer fetched from another lists (the shield's,) the
+owner's, then its own.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pkgedge.http.request import Request
 #: the request field an edge marks its fills with
 TIER = "pkgedge-tier"
 SHIELD_NAME = "pkgedge-shield"
+PEER_NAME = "pkgedge-peer"
 
 
 def route(shield: str, path: str) -> tuple[str, str]:
@@ -91,3 +95,12 @@ def both_tiers(headers: Headers, own: str) -> str:
                 name = SHIELD_NAME
             members.append(name.strip() + sep + rest)
     return ", ".join([*members, own])
+
+
+def as_peer(status: str) -> str:
+    """``status`` with its last member (this node's own) named :data:`PEER_NAME`."""
+    head, sep, last = status.rpartition(", ")
+    name, semi, rest = last.partition(";")
+    if name.strip() != "pkgedge":
+        return status
+    return head + sep + PEER_NAME + semi + rest

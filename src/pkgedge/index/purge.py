@@ -3,7 +3,10 @@
 :meth:`Purger.purge` tries once, right away, so an upload is visible through the edge by the
 time the client gets its answer; if the edge is unreachable the keys go to a queue on disk
 that a background thread retries with backoff until the edge accepts them. A purge failure
-never fails (or loses) the change that caused it.
+never fails (or loses) the change that caused it. The call waits up to 10 s: an edge with
+``--redis`` answers once every live node applied the purge, or after its ``--purge-timeout``
+(5 s by default) naming the nodes that did not; giving up before that would queue, and later
+publish again, a purge the cluster already has.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class Purger:
         queue_file: Path,
         *,
         soft: bool = True,
-        timeout: float = 3.0,
+        timeout: float = 10.0,
         locate: Callable[[], tuple[str, str] | None] | None = None,
     ) -> None:
         self.admin_url = admin_url.rstrip("/") if admin_url else None

@@ -106,6 +106,14 @@ ORIGIN_OPTIONS: tuple[Option, ...] = (
         "URL",
         "origin",
     ),
+    Option(
+        "access_log",
+        _str,
+        "off",
+        "access log, one line per request ('off', '-' stdout, or a file path)",
+        "PATH",
+        "origin",
+    ),
 )
 
 
@@ -123,6 +131,7 @@ class OriginSettings:
     client_ttl: float
     mirror_ttl: float
     base_url: str | None
+    access_log: str = "off"
 
     @property
     def listen_addr(self) -> tuple[str, int]:

@@ -38,6 +38,8 @@ COUNTERS: dict[str, str] = {
     "timeouts": "connections ended by a deadline (head, body, slow reader)",
     "rules_errors": "requests answered 503 because a rule failed at run time",
     "restarts": "requests the rules restarted (restart, maybe on another backend)",
+    "peer_fetches": "origin fetches asked of the peer that owns the object (--peers)",
+    "peer_failures": "peers found unreachable (their objects fetched directly)",
     "memory_objects": "objects in the memory tier (gauge)",
     "memory_bytes": "bytes in the memory tier (gauge)",
     # issue 9: live stats (see pkgedge.stats.live)
