@@ -45,7 +45,9 @@ EPOCH = PREFIX + "epoch"
 ACKS = PREFIX + "acks:"
 #: entries kept in the stream (a node down for longer purges everything when it returns)
 MAXLEN = 10_000
-ACK_TTL = 3600
+#: seconds a purge's acknowledgements are kept (at least twice this node's purge timeout):
+#: they are read only until the timeout has passed, and a stream takes ~4.7 KB in Redis
+ACK_TTL = 60
 #: the follower writes its cursor once idle for this long, or at least this often
 SAVE_IDLE = 0.05
 SAVE_EVERY = 1.0
@@ -301,7 +303,7 @@ class PurgeBus:
         """Tell the publisher (and the edges, if this is a shield) that ``sid`` is applied."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.xadd(ACKS + sid, {"node": self.name, "purged": count})
-        pipe.expire(ACKS + sid, ACK_TTL)
+        pipe.expire(ACKS + sid, max(ACK_TTL, int(2 * self.timeout)))
         await pipe.execute()
 
     async def _after_shields(self, sid: str, listed: bytes | None) -> None:
