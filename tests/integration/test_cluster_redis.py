@@ -50,7 +50,7 @@ class Node:
         self.url = url
         self.clients: list[Any] = []
 
-    def bus(self) -> cpurges.PurgeBus:
+    def bus(self, timeout: float = 1.0) -> cpurges.PurgeBus:
         client, blocking = connect(self.url), connect(self.url, timeout=None)
         self.clients += [client, blocking]
         registry = Registry(self.settings, client)
@@ -60,7 +60,7 @@ class Node:
             return 200, b'{"purged": 1}'
 
         return cpurges.PurgeBus(
-            registry, client, blocking, self.settings.cache_dir, lambda raw: None, apply, 1.0
+            registry, client, blocking, self.settings.cache_dir, lambda raw: None, apply, timeout
         )
 
 
@@ -171,17 +171,107 @@ def test_an_edge_applies_a_purge_after_the_live_shield(
         s, e = shield.bus(), edge.bus()
         await s.registry.beat()
         await e.registry.beat()
+        # an entry without the list of shields (not published by PurgeBus): the edge asks the
+        # registry which shields are live
         sid = (await s.redis.xadd(cpurges.STREAM, {"body": b'{"urls": ["/a"]}'})).decode()
-        waited = asyncio.get_running_loop().create_task(e._after_shields(sid))
+        waited = asyncio.get_running_loop().create_task(e._after_shields(sid, None))
         await asyncio.sleep(0.2)
         assert not waited.done()  # the shield has not applied it yet
         started = time.monotonic()
-        await s.redis.hset(cpurges.PREFIX + "ack:" + sid, "shield", 1)  # the shield applied it
+        await s.ack(sid, 1)  # the shield applied it
         await waited
         return time.monotonic() - started
 
     took = run(scenario, shield, edge)
     assert took < 0.5  # released by the shield's ack, not by the 1 s timeout
+
+
+async def _until(check: Callable[[], bool], what: str, limit: float = 10.0) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+def test_a_purge_names_the_live_shields_and_edges_apply_it_once_they_have(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    run(lambda: _flush(redis_server.url))
+    shield = Node(tmp_path, "shield", redis_server.url)
+    edge = Node(tmp_path, "edge", redis_server.url, shield=True)
+
+    async def scenario() -> dict[str, Any]:
+        # a long timeout: the edge is released by the shield's acknowledgement, never by it
+        s, e = shield.bus(timeout=60), edge.bus(timeout=60)
+        for bus in (s, e):
+            await bus.registry.beat()
+            await bus.start()
+        loop = asyncio.get_running_loop()
+        following = [loop.create_task(e.follow(started=True))]
+        published = loop.create_task(e.publish(b'{"urls": ["/a"]}'))
+        for _ in range(2000):  # published: the entry is in the stream
+            if entries := await e.redis.xrange(cpurges.STREAM):
+                break
+            await asyncio.sleep(0.005)
+        assert json.loads(entries[0][1][b"shields"]) == ["shield"]  # the live shields
+        await asyncio.sleep(0.2)
+        assert edge.applied == [] and not published.done()  # waits for the shield
+        following.append(loop.create_task(s.follow(started=True)))
+        try:
+            status, body = await published
+        finally:
+            for task in following:
+                task.cancel()
+            await asyncio.gather(*following, return_exceptions=True)
+        assert status == 200
+        result: dict[str, Any] = json.loads(body)
+        return result
+
+    result = run(scenario, shield, edge)
+    assert result["nodes"] == {"shield": 1, "edge": 1} and result["missing"] == []
+    assert shield.applied == edge.applied == [{"urls": ["/a"]}]
+
+
+def test_the_cursor_is_written_when_idle_and_a_crash_applies_again_what_followed_it(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    run(lambda: _flush(redis_server.url))
+    a = Node(tmp_path, "a", redis_server.url)
+
+    def saved() -> str:
+        return str(json.loads((tmp_path / "a" / "cluster-purges.json").read_text())["last"])
+
+    async def add(bus: cpurges.PurgeBus, name: str) -> str:
+        body = json.dumps({"urls": [name]})
+        return (await bus.redis.xadd(cpurges.STREAM, {"body": body})).decode()
+
+    async def scenario() -> None:
+        bus = a.bus()
+        await bus.start()
+        follower = asyncio.get_running_loop().create_task(bus.follow(started=True))
+        first = await add(bus, "/1")
+        await _until(lambda: saved() == first, "the cursor written once the follower is idle")
+        save_idle, cpurges.SAVE_IDLE, cpurges.SAVE_EVERY = cpurges.SAVE_IDLE, 60.0, 60.0
+        try:
+            await add(bus, "/2")
+            await _until(lambda: len(a.applied) == 2, "the second purge")
+            follower.cancel()  # a crash: the cursor in the file is still the first entry
+            await asyncio.gather(follower, return_exceptions=True)
+        finally:
+            cpurges.SAVE_IDLE, cpurges.SAVE_EVERY = save_idle, 1.0
+        assert saved() == first
+        again = a.bus()
+        await again.start()  # applies /2 again: harmless, and nothing is missed
+        third = await add(again, "/3")
+        await again.catch_up()
+        again.save()  # what a node that stops does
+        assert saved() == third
+        await a.bus().start()  # nothing to apply again
+
+    run(scenario, a)
+    assert [p["urls"] for p in a.applied] == [["/1"], ["/2"], ["/2"], ["/3"]]
 
 
 @dataclass

@@ -44,13 +44,16 @@ def _free_port(host: str) -> int:
 class RedisServer:
     """One redis-server process on ``host``:``port`` with its data in ``directory``."""
 
-    def __init__(self, directory: Path, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, directory: Path, host: str = "127.0.0.1", appendfsync: str = "always"
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(MISSING)
         self.binary = binary
         self.directory = directory
         self.host = host
+        self.appendfsync = appendfsync  # "everysec": what `--appendonly yes` alone gives
         self.port = _free_port(host)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -72,7 +75,7 @@ class RedisServer:
             "--appendonly",
             "yes",
             "--appendfsync",
-            "always",
+            self.appendfsync,
             "--daemonize",
             "no",
             "--logfile",

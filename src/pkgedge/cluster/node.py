@@ -116,6 +116,8 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, *DOWN):
                 await t
         if self.row == 0:  # a node that stops is no longer live (a crashed one is, for LIVE s)
+            with contextlib.suppress(OSError):
+                self.purges.save()  # the cursor, if it moved since it was last written
             with contextlib.suppress(*DOWN):
                 await asyncio.wait_for(self.registry.leave(), 1.0)
         for client in (self.redis, self.blocking):
