@@ -31,7 +31,8 @@ from starlette.routing import Route
 from pkgedge.errors import HTTPError
 from pkgedge.http.headers import REASON_FIELD, reason_phrase
 from pkgedge.index import cachepolicy, jsonapi, names, simple
-from pkgedge.index.catalog import Catalog, FileExists, FilenameConflict
+from pkgedge.index.catalog import Catalog
+from pkgedge.index.catalog.errors import FileExists, FilenameConflict
 from pkgedge.index.mirror import Mirror
 from pkgedge.index.model import FileRow, ProjectRow, TokenRow
 from pkgedge.index.pages import PageStore
