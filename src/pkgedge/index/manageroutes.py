@@ -1,6 +1,6 @@
-"""The yank and delete API: ``/api/projects/NAME/VERSION/{yank,unyank}``, ``DELETE
-/api/projects/NAME/VERSION`` and ``DELETE /api/files/FILENAME`` (what ``pkgedge yank`` and
-``pkgedge delete`` call).
+"""The yank and delete API over HTTP: ``POST /api/projects/NAME/VERSION/{yank,unyank}``,
+``DELETE /api/projects/NAME/VERSION`` and ``DELETE /api/files/FILENAME`` (``pkgedge yank`` and
+``pkgedge delete`` change the catalog directly instead).
 
 Each needs a token whose scope covers the project (:mod:`pkgedge.index.auth`), changes the
 catalog in one write, removes the blobs of deleted files, then purges the edge and renders
