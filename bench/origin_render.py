@@ -409,7 +409,7 @@ def breakdown(data: Path, profile: bool) -> int:
 
     from starlette.requests import Request
 
-    from pkgedge.index import simple
+    from pkgedge.index import simple, simpleroutes
     from pkgedge.index.app import Origin as OriginApp
     from pkgedge.index.settings import build_origin_settings
 
@@ -433,9 +433,9 @@ def breakdown(data: Path, profile: bool) -> int:
     if profile:
         prof = cProfile.Profile()
         prof.enable()
-        resp = origin.project_page(request("json"))
+        resp = simpleroutes.project_page(origin, request("json"))
         prof.disable()
-        print(f"  cProfile of the first Origin.project_page call (json, {len(resp.body)} B):")
+        print(f"  cProfile of the first simpleroutes.project_page call (json, {len(resp.body)} B):")
         stats = pstats.Stats(prof, stream=sys.stdout)
         stats.sort_stats("tottime").print_stats(18)
         return 0
@@ -500,11 +500,11 @@ def breakdown(data: Path, profile: bool) -> int:
 
     # the handler itself, render-cache hit: what every warm request costs in Python
     for fmt in FORMATS:
-        origin.project_page(request(fmt))  # fills the cache
+        simpleroutes.project_page(origin, request(fmt))  # fills the cache
         hits, etags, rows = [], [], []
         for _ in range(20):
             t = time.perf_counter()
-            resp = origin.project_page(request(fmt))
+            resp = simpleroutes.project_page(origin, request(fmt))
             hits.append(time.perf_counter() - t)
             t = time.perf_counter()
             simple.etag_for(bytes(resp.body))
@@ -513,7 +513,7 @@ def breakdown(data: Path, profile: bool) -> int:
             origin.hosted(PROJECT)
             rows.append(time.perf_counter() - t)
         print(
-            f"  Origin.project_page, render-cache hit ({fmt}, {len(resp.body)} B): median "
+            f"  simpleroutes.project_page, render-cache hit ({fmt}, {len(resp.body)} B): median "
             f"{statistics.median(hits) * ms:.2f} ms; alone, its ETag (blake2b of the whole "
             f"body, recomputed per request) takes {statistics.median(etags) * ms:.2f} ms and "
             f"its project row query {statistics.median(rows) * ms:.2f} ms"
@@ -706,7 +706,7 @@ def bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
 
     print_table(res, args)
 
-    print("\nbreakdown in a fresh process, no HTTP (Origin(settings).project_page's steps):")
+    print("\nbreakdown in a fresh process, no HTTP (the steps of simpleroutes.project_page):")
     print(run_child(procs, data, False), flush=True)
     if args.profile:
         print(run_child(procs, data, True), flush=True)

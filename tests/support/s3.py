@@ -48,7 +48,7 @@ class S3Server:
 
     def storage(self, prefix: str | None = None) -> Any:
         """An ``S3Storage`` on this server under *prefix* (a fresh unique one by default)."""
-        from pkgedge.index.storage import S3Storage
+        from pkgedge.index.s3storage import S3Storage
 
         return S3Storage(
             self.endpoint,

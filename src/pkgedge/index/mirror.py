@@ -33,6 +33,7 @@ from starlette.responses import Response
 from pkgedge.http.cachecontrol import delta_seconds, parse_cache_control
 from pkgedge.index import cachepolicy, names, simple
 from pkgedge.index.model import FileRow, ProjectRow
+from pkgedge.index.responses import text
 from pkgedge.index.settings import OriginSettings
 from pkgedge.index.storage import BlobStorage
 
@@ -273,8 +274,6 @@ class Mirror:
         return rows, list(versions)
 
     def project_page(self, request: Request, name: str, media: str, origin: Origin) -> Response:
-        from pkgedge.index.app import text
-
         try:
             found = self.page(name)
         except UpstreamDown as exc:
@@ -308,8 +307,6 @@ class Mirror:
         return resp
 
     def json_api(self, request: Request, name: str, version: str | None) -> Response:
-        from pkgedge.index.app import text
-
         return text(404, f"the JSON API is served for hosted projects only ({name!r} is mirrored)")
 
     # -- files -----------------------------------------------------------------------------

@@ -4,7 +4,8 @@ One small interface, :class:`BlobStorage`, with two implementations:
 
 * :class:`LocalStorage` keeps each blob as a plain file under a root directory, so the web app
   can hand :meth:`~BlobStorage.local_path` to a ``FileResponse`` (sendfile).
-* :class:`S3Storage` keeps blobs in an S3-protocol bucket (AWS S3, MinIO, Ceph, ...).
+* :class:`~pkgedge.index.s3storage.S3Storage` keeps blobs in an S3-protocol bucket (AWS S3,
+  MinIO, Ceph, ...); a module of its own.
 
 Keys look like ``ab/cd/<rest-of-sha256>/<filename>``: relative, ``/``-separated, never ``..``,
 ``.`` or empty segments, no backslashes, NUL or other control characters. Anything else raises
@@ -19,10 +20,10 @@ upload) completes, and an upload that fails midway is aborted.
 
 * ``/srv/blobs``, ``./blobs`` or ``file:///srv/blobs``: :class:`LocalStorage`.
 * ``s3://bucket/optional/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1``:
-  :class:`S3Storage`. ``endpoint`` (optional: omitted means the provider default of boto3)
-  and ``region`` (default ``us-east-1``) are the only parameters. Credentials are never part of
-  the URL: they come from the ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` environment
-  variables (plus ``AWS_SESSION_TOKEN`` if set).
+  :class:`~pkgedge.index.s3storage.S3Storage`. ``endpoint`` (optional: omitted means the
+  provider default of boto3) and ``region`` (default ``us-east-1``) are the only parameters.
+  Credentials are never part of the URL: they come from the ``AWS_ACCESS_KEY_ID`` and
+  ``AWS_SECRET_ACCESS_KEY`` environment variables (plus ``AWS_SESSION_TOKEN`` if set).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, cast, runtime_checkable
+from typing import BinaryIO, Protocol, cast, runtime_checkable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pkgedge.errors import ConfigError, PkgedgeError
@@ -43,13 +44,12 @@ __all__ = [
     "BlobStorage",
     "InvalidKey",
     "LocalStorage",
-    "S3Storage",
     "StorageError",
     "storage_from_url",
     "validate_key",
 ]
 
-_CHUNK = 1024 * 1024
+CHUNK = 1024 * 1024  # the copy and multipart unit
 _MAX_KEY_BYTES = 1024  # the S3 limit
 _BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 
@@ -121,7 +121,7 @@ class BlobStorage(Protocol):
         ...
 
 
-class _Reader:
+class FullReader:
     """Wraps a source stream with *full-read* semantics: ``read(n)`` returns fewer than *n*
     bytes only at EOF (s3transfer relies on that; request bodies and pipes read short).
     With a *size*, raises :class:`StorageError` once the source is known to differ from it."""
@@ -137,7 +137,7 @@ class _Reader:
     def read(self, n: int | None = -1) -> bytes:
         if n is None or n < 0:
             data = bytearray()
-            while chunk := self._read1(_CHUNK):
+            while chunk := self._read1(CHUNK):
                 data += chunk
             return bytes(data)
         data = bytearray()
@@ -189,8 +189,8 @@ class LocalStorage:
                 with contextlib.ExitStack() as stack:
                     stream = stack.enter_context(src.open("rb")) if isinstance(src, Path) else src
                     if size is not None:
-                        stream = cast(BinaryIO, _Reader(stream, size))
-                    shutil.copyfileobj(stream, out, _CHUNK)
+                        stream = cast(BinaryIO, FullReader(stream, size))
+                    shutil.copyfileobj(stream, out, CHUNK)
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(tmp, 0o644)
@@ -253,137 +253,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-class S3Storage:
-    """Blobs in an S3-protocol bucket, under an optional key *prefix*.
-
-    Large bodies use multipart uploads (``upload_fileobj``: 8 MiB parts); S3 makes an object
-    visible only when its upload completes, so ``put`` is atomic. Path-style addressing is used
-    whenever an explicit *endpoint_url* is given (MinIO, Ceph and moto need it)."""
-
-    def __init__(
-        self,
-        endpoint_url: str | None,
-        bucket: str,
-        access_key: str,
-        secret_key: str,
-        *,
-        region: str = "us-east-1",
-        prefix: str = "",
-        session_token: str | None = None,
-    ) -> None:
-        import boto3
-        from boto3.s3.transfer import TransferConfig
-        from botocore.config import Config
-
-        if not bucket:
-            raise ConfigError("S3 storage needs a bucket name")
-        self.bucket = bucket
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        if self.prefix:
-            validate_key(self.prefix.rstrip("/"))
-        config = Config(
-            region_name=region,
-            s3={"addressing_style": "path" if endpoint_url else "auto"},
-            retries={"max_attempts": 5, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
-        )
-        self._client: Any = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            aws_session_token=session_token,
-            config=config,
-        )
-        self._transfer = TransferConfig(
-            multipart_threshold=8 * _CHUNK, multipart_chunksize=8 * _CHUNK, max_concurrency=4
-        )
-        self._endpoint = endpoint_url
-
-    def __repr__(self) -> str:
-        return f"S3Storage({self._endpoint!r}, bucket={self.bucket!r}, prefix={self.prefix!r})"
-
-    def _key(self, key: str) -> str:
-        return self.prefix + validate_key(key)
-
-    def _fail(self, exc: Exception, what: str, key: str) -> StorageError:
-        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-        if code in ("404", "NoSuchKey", "NotFound"):
-            return BlobNotFound(f"no blob {key!r}")
-        return StorageError(f"S3 {what} of {key!r} in bucket {self.bucket!r} failed: {exc}")
-
-    def put(self, key: str, src: BinaryIO | Path, *, size: int | None = None) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        s3_key = self._key(key)
-        with contextlib.ExitStack() as stack:
-            stream = stack.enter_context(src.open("rb")) if isinstance(src, Path) else src
-            stream = self._checked(stream, size)
-            try:
-                self._client.upload_fileobj(stream, self.bucket, s3_key, Config=self._transfer)
-            except (BotoCoreError, ClientError) as exc:
-                raise self._fail(exc, "upload", key) from exc
-
-    @staticmethod
-    def _checked(stream: BinaryIO, size: int | None) -> BinaryIO:
-        """A seekable stream is measured up front against *size* (and uploaded as it is, with
-        parallel part uploads); any other stream is wrapped in a full-read :class:`_Reader` that
-        counts it, failing (thus aborting) the upload on a size mismatch."""
-        try:
-            seekable = stream.seekable()
-            if seekable:
-                start = stream.tell()
-                end = stream.seek(0, os.SEEK_END)
-                stream.seek(start)
-        except (OSError, ValueError, AttributeError):
-            seekable = False
-        if not seekable:
-            return cast(BinaryIO, _Reader(stream, size))
-        if size is not None and end - start != size:
-            raise StorageError(f"source is {end - start} bytes, declared size is {size}")
-        return stream
-
-    def open(self, key: str) -> BinaryIO:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except (BotoCoreError, ClientError) as exc:
-            raise self._fail(exc, "download", key) from exc
-        return cast(BinaryIO, response["Body"])
-
-    def exists(self, key: str) -> bool:
-        try:
-            self.size(key)
-        except BlobNotFound:
-            return False
-        return True
-
-    def delete(self, key: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
-        except (BotoCoreError, ClientError) as exc:
-            err = self._fail(exc, "delete", key)
-            if not isinstance(err, BlobNotFound):
-                raise err from exc
-
-    def size(self, key: str) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            head = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except (BotoCoreError, ClientError) as exc:
-            raise self._fail(exc, "stat", key) from exc
-        return int(head["ContentLength"])
-
-    def local_path(self, key: str) -> Path | None:
-        validate_key(key)
-        return None
-
-
 def storage_from_url(url: str) -> BlobStorage:
     """A backend from a storage URL or a plain path (see the module docstring)."""
     if "://" not in url:
@@ -412,6 +281,8 @@ def storage_from_url(url: str) -> BlobStorage:
         raise ConfigError(
             "S3 storage needs credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         )
+    from pkgedge.index.s3storage import S3Storage  # it imports this module
+
     return S3Storage(
         params.get("endpoint", [""])[-1] or None,
         parts.netloc,

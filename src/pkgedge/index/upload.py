@@ -5,8 +5,8 @@ already spooled to disk, and returns a :class:`ValidatedUpload` (rows for the ca
 :class:`UploadError` whose ``reason`` upload tools print verbatim. Checks, cheapest first: the
 form (action, protocol, name, version, filetype, digests), the filename (no path, an allowed
 extension, agreeing with name/version/filetype), the size, the digests, then the archive itself
-(a sane zip/tar with the expected layout, no member escaping it) and its core metadata, which
-must name the same project and version.
+(a sane zip/tar with the expected layout, no member escaping it: :mod:`pkgedge.index.archives`)
+and its core metadata, which must name the same project and version.
 
 Release metadata comes from the archive's ``METADATA``/``PKG-INFO``; descriptive fields missing
 there fall back to the form. Dependency fields (Requires-Dist, Requires-Python, Provides-Extra)
@@ -17,12 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import posixpath
 import re
-import stat
-import tarfile
-import zipfile
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,21 +31,18 @@ from packaging.version import InvalidVersion, Version
 
 from pkgedge.errors import HTTPError
 from pkgedge.index import names
+from pkgedge.index.archives import InvalidDistribution, read_core_metadata
 from pkgedge.index.model import PackageType
 
 __all__ = ["UploadError", "ValidatedUpload", "parse_core_metadata", "validate_upload"]
 
 MIB = 1024 * 1024
-MAX_METADATA_SIZE = 16 * MIB  # a METADATA/PKG-INFO larger than this is refused
 MAX_FILENAME_BYTES = 240  # stored as <blob dir>/<filename> and <filename>.metadata
-_RATIO_MIN_SIZE = 64 * MIB  # archives expanding past this must compress at most ...
-_RATIO_MAX = 50  # ... 50:1 (decompression bombs)
 _NAME_RULE = (
     "Start and end with a letter or numeral containing only ASCII numeric and '.', '_' and '-'."
 )
 _DIGESTS = (("md5", 32, "MD5"), ("sha256", 64, "SHA256"), ("blake2_256", 64, "BLAKE2"))
 _EXTENSIONS: dict[str, PackageType] = {".whl": "bdist_wheel", ".tar.gz": "sdist", ".zip": "sdist"}
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
 #: Fields whose Dynamic marking makes an sdist's PKG-INFO unusable for resolution (PEP 643).
 _RESOLUTION_FIELDS = {"requires-dist", "requires-python", "provides-extra", "provides-dist"}
 _SCALARS: tuple[str, ...] = ("summary", "description", "description_content_type", "author")
@@ -135,10 +127,10 @@ def validate_upload(form: _Form, filename: str, path: Path, *, max_size: int) ->
         raise _fail(
             "The digest supplied does not match a digest calculated from the uploaded file."
         )
-    if ext == ".whl":
-        raw = _read_wheel(path, size, project, version)
-    else:
-        raw = _read_sdist(path, ext, size, project, version)
+    try:
+        raw = read_core_metadata(path, ext, size, project, version)
+    except InvalidDistribution as exc:
+        raise _bad_dist(exc.detail) from exc
     meta = parse_core_metadata(raw)
     _check_metadata(meta, name, project, version)
     for key in _FORM_FALLBACK:
@@ -251,124 +243,6 @@ def _hash_file(path: Path) -> dict[str, str]:
             for h in hashers.values():
                 h.update(chunk)
     return {algo: h.hexdigest() for algo, h in hashers.items()}
-
-
-def _check_member(name: str) -> str:
-    """The top-level segment of an archive member; raise if its path could escape."""
-    parts = name.rstrip("/").split("/")
-    if re.match(r"^([A-Za-z]:|/)|.*[\\\x00]", name) or {"", ".", ".."} & set(parts):
-        raise _bad_dist(f"Unsafe member path {name!r}.")
-    return parts[0]
-
-
-def _matches(stem: str, project: str, version: Version) -> bool:
-    """Whether ``<name>-<version>`` (a .dist-info or sdist directory stem) is this release."""
-    name, sep, ver = stem.rpartition("-")
-    return bool(sep) and canonicalize_name(name) == project and _version(ver) == version
-
-
-def _check_ratio(total: int, size: int) -> None:
-    if total > _RATIO_MIN_SIZE and total > _RATIO_MAX * max(size, 1):
-        raise _bad_dist(f"File exceeds compression ratio of {_RATIO_MAX}.")
-
-
-def _zip_members(zf: zipfile.ZipFile, size: int) -> set[str]:
-    infos = zf.infolist()
-    names = {i.filename for i in infos}
-    if len(names) != len(infos):
-        raise _bad_dist("Duplicate member names.")
-    for info in infos:
-        _check_member(info.filename)
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise _bad_dist("File does not use a supported compression type.")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise _bad_dist(f"Symbolic link member {info.filename!r}.")
-    _check_ratio(sum(i.file_size for i in infos), size)
-    return names
-
-
-def _read_capped(f: Any) -> bytes:
-    with f:
-        data: bytes = f.read(MAX_METADATA_SIZE + 1)
-    if len(data) > MAX_METADATA_SIZE:
-        raise _bad_dist("The core metadata file is too large.")
-    return data
-
-
-def _read_wheel(path: Path, size: int, project: str, version: Version) -> bytes:
-    """The METADATA of a wheel: one ``<name>-<version>.dist-info`` with METADATA, WHEEL
-    and RECORD for this release, and only safe member paths."""
-    try:
-        if not zipfile.is_zipfile(path):
-            raise _bad_dist("File is not a zipfile.")
-        with zipfile.ZipFile(path) as zf:
-            names = _zip_members(zf, size)
-            found = [n for n in names if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
-            if len(found) != 1:
-                raise _bad_dist(f"Expected one .dist-info/METADATA, found {len(found)}.")
-            dist_info = found[0].split("/")[0]
-            if not _matches(dist_info.removesuffix(".dist-info"), project, version):
-                raise _bad_dist(f"{dist_info} does not belong to {project} {version}.")
-            for required in ("WHEEL", "RECORD"):
-                if f"{dist_info}/{required}" not in names:
-                    raise _bad_dist(f"{required} not found at {dist_info}/{required}.")
-            return _read_capped(zf.open(found[0]))
-    except _ZIP_ERRORS as exc:
-        raise _bad_dist() from exc
-
-
-def _read_sdist(path: Path, ext: str, size: int, project: str, version: Version) -> bytes:
-    """The PKG-INFO of an sdist: a single top-level ``<name>-<version>/`` holding PKG-INFO,
-    no member escaping it (links included), no device files; zip sdists have no links."""
-    if ext == ".zip":
-        try:
-            if not zipfile.is_zipfile(path):
-                raise _bad_dist("File is not a zipfile.")
-            with zipfile.ZipFile(path) as zf:
-                names = _zip_members(zf, size)
-                top = _single_top(names, project, version)
-                if f"{top}/PKG-INFO" not in names:
-                    raise _bad_dist(f"PKG-INFO not found at {top}/PKG-INFO.")
-                return _read_capped(zf.open(f"{top}/PKG-INFO"))
-        except _ZIP_ERRORS as exc:
-            raise _bad_dist() from exc
-    try:
-        with tarfile.open(path, "r:gz") as tf:
-            members, total = [], 0
-            for member in tf:  # decompresses the whole stream, bounded by the ratio check
-                total += member.size
-                _check_ratio(total, size)
-                members.append(member)
-            top = _single_top({m.name for m in members}, project, version)
-            for m in members:
-                _check_tar_member(m, top)
-            pkg_info = [m for m in members if m.name == f"{top}/PKG-INFO" and m.isreg()]
-            if len(pkg_info) != 1:
-                raise _bad_dist(f"PKG-INFO not found at {top}/PKG-INFO.")
-            return _read_capped(tf.extractfile(pkg_info[0]))
-    except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
-        raise _bad_dist() from exc
-
-
-def _single_top(names: set[str], project: str, version: Version) -> str:
-    tops = {_check_member(n) for n in names}
-    if len(tops) != 1:
-        raise _bad_dist("Incorrect number of top-level directories in sdist.")
-    top = tops.pop()
-    if not _matches(top, project, version):
-        raise _bad_dist(f"Top-level directory {top!r} does not belong to {project} {version}.")
-    return top
-
-
-def _check_tar_member(m: tarfile.TarInfo, top: str) -> None:
-    if m.issym() or m.islnk():
-        # symlink targets are relative to the link's directory, hardlinks to the archive root
-        base = posixpath.dirname(m.name) if m.issym() else ""
-        target = posixpath.normpath(posixpath.join(base, m.linkname))
-        if re.match(r"^([A-Za-z]:|/)|.*\\", m.linkname) or not target.startswith(top + "/"):
-            raise _bad_dist(f"Link {m.name!r} points outside the sdist: {m.linkname!r}.")
-    elif not (m.isreg() or m.isdir()):
-        raise _bad_dist(f"Unsupported member type {m.name!r}.")
 
 
 def _check_metadata(meta: dict[str, Any], name: str, project: str, version: Version) -> None:

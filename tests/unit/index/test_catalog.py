@@ -20,17 +20,17 @@ from sqlalchemy import func, insert, inspect, select
 
 from pkgedge.errors import HTTPError, PkgedgeError
 from pkgedge.index import tables
-from pkgedge.index.catalog import (
-    TOKEN_PREFIX,
+from pkgedge.index.catalog import Catalog
+from pkgedge.index.catalog.errors import (
     BadRequest,
-    Catalog,
     CatalogError,
     FileExists,
     FilenameConflict,
     FilenameReused,
     NotFound,
-    version_sort_key,
 )
+from pkgedge.index.catalog.reads import version_sort_key
+from pkgedge.index.catalog.tokens import TOKEN_PREFIX
 from pkgedge.index.migrations import alembic_config
 from pkgedge.index.model import FileRow
 from support.postgres import PostgresServer, free_port

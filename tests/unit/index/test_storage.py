@@ -18,12 +18,12 @@ from typing import BinaryIO, cast
 import pytest
 
 from pkgedge.errors import ConfigError, PkgedgeError
+from pkgedge.index.s3storage import S3Storage
 from pkgedge.index.storage import (
     BlobNotFound,
     BlobStorage,
     InvalidKey,
     LocalStorage,
-    S3Storage,
     StorageError,
     storage_from_url,
 )
