@@ -10,6 +10,7 @@ host from an index page at the start.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -158,6 +159,35 @@ def test_pages_from_a_peer_are_not_rewritten_twice_and_their_files_are_served(
     got = edges[other].get(target)
     assert got.status_code == 200
     assert hashlib.sha256(got.content).hexdigest() == fragment
+
+
+def _downloads(edge: EdgeProcess, project: str) -> int:
+    log = edge.cache_dir / "stats" / "downloads.jsonl"
+    text = log.read_text() if log.exists() else ""
+    return sum(json.loads(line)["project"] == project for line in text.splitlines())
+
+
+def test_a_download_is_counted_once_where_the_client_asked(
+    tier: tuple[UpstreamIndex, dict[str, EdgeProcess]],
+) -> None:
+    origin, edges = tier
+    origin.add_project("counted", "1.0")
+    wheel = next(f for f in origin.files("counted") if f.filename.endswith(".whl"))
+    path = big(origin, 0).replace("/big/0", wheel.url_path)  # through the file host
+    owner = owner_of(path)
+    other = next(n for n in NAMES if n != owner)
+    assert edges[other].get("/simple/counted/").status_code == 200  # (learns the host)
+    assert edges[owner].get("/simple/counted/").status_code == 200
+    pip = {"user-agent": "pip/24.0"}
+    assert edges[other].get(path, headers=pip).status_code == 200  # a fill of the owner's
+    assert edges[owner].get(path, headers=pip).status_code == 200  # a client of its own
+    deadline = time.monotonic() + 10  # the workers write their records once a second
+    while _downloads(edges[other], "counted") < 1 or _downloads(edges[owner], "counted") < 1:
+        assert time.monotonic() < deadline, "download records never written"
+        time.sleep(0.1)
+    time.sleep(1.2)  # one more flush: a record of the peer's fill would be there by now
+    assert _downloads(edges[other], "counted") == 1
+    assert _downloads(edges[owner], "counted") == 1  # its own client's, not the peer's fill
 
 
 def test_a_node_whose_peer_is_down_fetches_directly(

@@ -58,6 +58,7 @@ class Pipeline:
         self.fills = Fills(store, self.backend, counters, settings.default_ttl)
         self.hot = HotHits(store.generation)
         self.deliver = Delivery(settings, store, self.memory, counters, self.hot)
+        self.edges = self.deliver.edges  # a shield's edges, a tier's peers (edge/shield.py)
         #: the configuration every new request runs (see use_rules)
         self.ruleset = Ruleset.default()
         self._tables_version = 0  # of the ruleset's tables when the memos were made
@@ -189,7 +190,8 @@ class Pipeline:
     ) -> None:
         """The log phase's work: protection's accounting and the access log."""
         self.counters.response(status, cache_status, sent)
-        if self.stats_log is not None:
+        if self.stats_log is not None and not (self.edges and self.edges.asks(req)):
+            # (a fill of another node of the cluster: its client was counted there)
             self.stats_log(req, status, sent, cache_status)
         if self.guard is not None:
             self.guard.account(req, status, cache_status, now)
