@@ -52,6 +52,8 @@ class Node:
         self.blocking = connect(redis, timeout=None)
         self.registry = Registry(settings, self.redis, url)
         self.peers = peers if settings.peers == "redis" else None
+        if self.peers is not None and not url and row == 0:
+            log.warning("--peers redis, no --advertise, a wildcard listener: no peer asks here")
         self.purges = PurgeBus(
             self.registry,
             self.redis,
