@@ -89,18 +89,21 @@ async def worker_main(
         _register_peers(admin, pipeline.backend.peers)
     node = None
     if settings.redis:  # many nodes (issue 10): purges and limits through Redis
+        from pkgedge.cluster.limits import Limiter
         from pkgedge.cluster.node import Node
 
         guard = pipeline.guard
         boxes = {"blocked": guard.penalties, "throttled": guard.throttled} if guard else None
-        limiter = guard.limiter if guard else None
+        limiters: list[Limiter] = [pipeline.limiter]  # the rules' counters
+        if guard is not None:
+            limiters.append(guard.limiter)
         signals = guard.share_signals() if guard else None  # behaviour signals too
         node = Node(
             settings,
             row,
             admin.check_purge,
             admin.purge,
-            limiter,
+            limiters,
             boxes,
             watcher.store,
             signals,

@@ -216,6 +216,28 @@ def test_a_configuration_activated_on_one_node_runs_on_every_node(cluster: Clust
     assert cluster.edges[2].get("/simple/").headers.get("x-cluster-config") == "two"
 
 
+def test_the_rules_rate_limit_counters_are_shared(cluster: Cluster) -> None:
+    """A ``ratelimit`` of the rules counts a client's requests on every node together."""
+    text = 'sub recv { if (req.http.x-probe == "1") { ratelimit "probe" 4 per 1m; } }\n'
+    edge = cluster.edges[0]
+    made = edge.admin_request("POST", "/config/versions", json={"source": text})
+    assert made.status_code == 201, made.text
+    done = edge.admin_request("POST", "/config/activate", json={"version": made.json()["version"]})
+    assert done.status_code == 200, done.text
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_active_source(n) != text for n in cluster.edges):
+        time.sleep(0.2)
+    assert all(_active_source(n) == text for n in cluster.edges)
+    time.sleep(1.5)  # every worker swaps to the active version within a second
+    statuses = []
+    for i in range(12):  # alone, each edge would let 4 through: 12 in all
+        statuses.append(cluster.edges[i % 3].get("/simple/", headers={"x-probe": "1"}).status_code)
+        time.sleep(0.25)  # more than a sync interval (0.1 s) between two requests
+    assert statuses.count(200) == 4, statuses
+    assert statuses[-3:] == [429, 429, 429], statuses
+    assert all(e.get("/simple/").status_code == 200 for e in cluster.edges)  # others unlimited
+
+
 def test_an_edge_restarted_after_missing_purges_serves_no_purged_object(
     cluster: Cluster,
 ) -> None:

@@ -1,7 +1,8 @@
 """Rate-limit buckets and penalties shared by every node through Redis.
 
-Each worker's guard keeps its buckets and penalty boxes in
-:class:`~pkgedge.security.shared.SharedStore` objects, so the hit path never waits for Redis.
+Each worker's guard keeps its buckets and penalty boxes, and the rules' ``ratelimit``
+counters their buckets, in :class:`~pkgedge.security.shared.SharedStore` objects, so the hit
+path never waits for Redis.
 Every :data:`INTERVAL` seconds :class:`LimitSync` sends what was spent per bucket to Redis in
 one atomic Lua script call (refill, subtract, keep the bucket as a hash ``pkgedge:bucket:KEY``
 with an expiry for when it is full again) and sets the local buckets to the shared levels it
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from pkgedge.cluster.link import DOWN, PREFIX, Client, log
-from pkgedge.security.ratelimit import PenaltyBox, RateLimiter
+from pkgedge.security.ratelimit import PenaltyBox, Store
 from pkgedge.security.shared import SharedStore
 
 INTERVAL = 0.1
@@ -48,6 +50,13 @@ return out
 """
 
 
+class Limiter(Protocol):
+    """What holds token buckets: the guard's ``RateLimiter``, the rules' counters
+    (``edge/rulesrun.py``'s ``RuleLimiter``)."""
+
+    store: Store
+
+
 class LimitSync:
     """One per worker: share its guard's buckets and penalty boxes."""
 
@@ -55,13 +64,14 @@ class LimitSync:
         self,
         client: Client,
         node: str,
-        limiter: RateLimiter,
+        limiters: Sequence[Limiter],
         boxes: dict[str, PenaltyBox],
     ) -> None:
         self.redis = client
         self.node = node
         self.buckets = SharedStore()
-        limiter.store = self.buckets
+        for limiter in limiters:  # one store: their keys differ, one script call syncs all
+            limiter.store = self.buckets
         self.boxes = boxes
         self.stores: dict[str, SharedStore] = {}
         for name, box in boxes.items():

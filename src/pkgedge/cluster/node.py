@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Protocol
 
 from pkgedge.cluster.config import ConfigSync, Versions
-from pkgedge.cluster.limits import LimitSync
+from pkgedge.cluster.limits import Limiter, LimitSync
 from pkgedge.cluster.link import DOWN, Registry, connect, log
 from pkgedge.cluster.purges import Apply, Check, PurgeBus
 from pkgedge.cluster.signals import SignalSync
 from pkgedge.config import EdgeSettings
-from pkgedge.security.ratelimit import PenaltyBox, RateLimiter
+from pkgedge.security.ratelimit import PenaltyBox
 from pkgedge.security.sharedsignals import SharedSignals
 
 #: how long worker 0 waits for Redis to catch up on purges before it serves anyway
@@ -37,7 +38,7 @@ class Node:
         row: int,
         check: Check,
         apply: Apply,
-        limiter: RateLimiter | None = None,
+        limiters: Sequence[Limiter] = (),
         boxes: dict[str, PenaltyBox] | None = None,
         versions: Versions | None = None,
         signals: SharedSignals | None = None,
@@ -64,8 +65,8 @@ class Node:
             settings.purge_timeout,
         )
         self.limits = (
-            LimitSync(self.redis, settings.node_name, limiter, boxes or {})
-            if limiter is not None
+            LimitSync(self.redis, settings.node_name, limiters, boxes or {})
+            if limiters or boxes
             else None
         )
         self.signals = SignalSync(self.redis, signals) if signals is not None else None

@@ -34,7 +34,7 @@ from pkgedge.edge.phases import Phase
 from pkgedge.errors import PkgedgeError
 from pkgedge.http.headers import Headers, as_map
 from pkgedge.rules import Env, Kind, Outcome, RulesRuntimeError
-from pkgedge.security.ratelimit import BucketSpec, MemoryStore
+from pkgedge.security.ratelimit import BucketSpec, MemoryStore, Store
 from pkgedge.security.useragent import classify
 
 if TYPE_CHECKING:
@@ -62,17 +62,19 @@ class RuleAnswer(PkgedgeError):
 
 
 class RuleLimiter:
-    """``ratelimit "name" N per D``: a token bucket per (counter, client) in this worker."""
+    """``ratelimit "name" N per D``: a token bucket per (counter, client) in this worker; with
+    ``--redis`` its store is shared by every node (``cluster/limits.py`` replaces it, as the
+    guard's: wall-clock time, which the shared buckets use)."""
 
     def __init__(self) -> None:
-        self._store = MemoryStore()
+        self.store: Store = MemoryStore()
         self._specs: dict[tuple[float, float], BucketSpec] = {}
 
     def __call__(self, name: str, key: str, rate: float, per: float) -> bool:
         spec = self._specs.get((rate, per))
         if spec is None:
             spec = self._specs[(rate, per)] = BucketSpec(rate / per, rate)
-        allowed, _ = self._store.take(f"{name}\0{key}", 1.0, time.monotonic(), spec)
+        allowed, _ = self.store.take(f"rules\0{name}\0{key}", 1.0, time.time(), spec)
         return allowed
 
 
