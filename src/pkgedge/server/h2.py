@@ -27,6 +27,7 @@ from hyperframe.frame import GoAwayFrame
 
 from pkgedge.http.request import Request
 from pkgedge.http.response import error_response
+from pkgedge.server.accept import ALLOW_HEADER
 from pkgedge.server.h2glue import (
     CONNECTION_WINDOW,
     MAX_STREAMS,
@@ -45,7 +46,6 @@ from pkgedge.server.h2guard import (
 )
 from pkgedge.server.h2stream import HIGH_WATER, H2Stream, StreamHandler
 from pkgedge.server.limits import Connection, Limits, admit_connection
-from pkgedge.server.protocol import ALLOW_HEADER
 from pkgedge.stats.counters import Counters
 
 log = logging.getLogger("pkgedge.server")
