@@ -33,8 +33,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pkgedge.http.request import Request
+from pkgedge.server.accept import ALLOWED_METHODS
 from pkgedge.server.limits import Limits
-from pkgedge.server.protocol import ALLOWED_METHODS, HttpProtocol
+from pkgedge.server.protocol import HttpProtocol
 from pkgedge.stats.counters import Counters
 from support.edge import EdgeProcess
 from support.upstream import UpstreamIndex

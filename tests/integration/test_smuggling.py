@@ -37,7 +37,7 @@ import pytest
 from support.edge import EdgeProcess
 from support.upstream import LoggedRequest, UpstreamIndex
 
-#: The edge's own Allow on a 405 (``pkgedge.server.protocol.ALLOW_HEADER``).
+#: The edge's own Allow on a 405 (``pkgedge.server.accept.ALLOW_HEADER``).
 EDGE_ALLOW = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 #: Once the expected responses are in: read until the edge closes, or until it has been silent
 #: this long (then the connection counts as kept open). Before that, wait up to FIRST_BYTE.

@@ -1,7 +1,8 @@
 """Numbered versions of the rules, the active pointer, the activation log and live tables.
 
 Everything lives in ``<cache_dir>/config/`` (directories 700, files 600), one file per thing,
-each written atomically (temp file, fsync, rename, fsync of the directory)::
+each written atomically (temp file, fsync, rename, fsync of the directory: the primitives are
+:mod:`pkgedge.edge.configfiles`)::
 
     config/versions/000001.json   {"version", "created", "author", "parent", "comment",
                                    "edited", "source"}   (1: the built-in default)
@@ -20,16 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import fcntl
 import json
 import os
 import re
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pkgedge.edge.configfiles import append_line, locked, private_dir, write_atomic
 from pkgedge.errors import PkgedgeError
 
 if TYPE_CHECKING:
@@ -86,34 +87,6 @@ def compile_version(
     return compile_rules(source, name=name, backends=backends)
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically (600): temp file, fsync, rename, fsync of the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _mkdir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-
-
 class VersionStore:
     """The configuration versions of one edge (one data directory)."""
 
@@ -126,30 +99,21 @@ class VersionStore:
         self.tables_dir = self.dir / "tables"
         self.active_path = self.dir / "active"
         self.log_path = self.dir / "activations.log"
+        self.lock_path = self.dir / ".lock"
 
     def __repr__(self) -> str:
         return f"<VersionStore {self.dir}>"
 
-    # -- locking and first use ----------------------------------------------------------------
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        _mkdir(self.dir)
-        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
-
+    # -- first use ----------------------------------------------------------------------------
     def ensure(self) -> None:
         """Create version 1 (the built-in default) and make it active, on first use."""
         if self.active_path.exists():
             return
-        with self._locked():
+        with locked(self.lock_path):
             if self.active_path.exists():
                 return
-            _mkdir(self.versions_dir)
-            _mkdir(self.tables_dir)
+            private_dir(self.versions_dir)
+            private_dir(self.tables_dir)
             if not self._path(1).exists():
                 from pkgedge.rules import default_source
 
@@ -246,20 +210,15 @@ class VersionStore:
     # -- writing versions ---------------------------------------------------------------------
     def _save(self, version: Version) -> None:
         data = dict(version.meta(), source=version.source)
-        _write(self._path(version.number), json.dumps(data, indent=1).encode())
+        write_atomic(self._path(version.number), json.dumps(data, indent=1).encode())
 
     def _record(self, old: int | None, new: int, by: str, action: str) -> None:
         line = json.dumps({"at": time.time(), "by": by, "from": old, "to": new, "action": action})
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, (line + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(self.log_path, line)
 
     def _point(self, number: int) -> None:
         serial = self.state()[1] + 1
-        _write(self.active_path, json.dumps({"version": number, "serial": serial}).encode())
+        write_atomic(self.active_path, json.dumps({"version": number, "serial": serial}).encode())
 
     @staticmethod
     def _check_source(source: str) -> None:
@@ -272,7 +231,7 @@ class VersionStore:
         """A new draft; its number."""
         self._check_source(source)
         self.ensure()
-        with self._locked():
+        with locked(self.lock_path):
             number = max(self.numbers(), default=0) + 1
             self._save(Version(number, time.time(), author, parent, comment, 0.0, source))
         return number
@@ -283,9 +242,9 @@ class VersionStore:
         new = self.create(old.source, author, comment or f"clone of v{number}", parent=number)
         src, dst = self.tables_dir / str(number), self.tables_dir / str(new)
         if src.is_dir():
-            _mkdir(dst)
+            private_dir(dst)
             for path in src.glob("*.json"):
-                _write(dst / path.name, path.read_bytes())
+                write_atomic(dst / path.name, path.read_bytes())
         return new
 
     def check_draft(self, number: int) -> None:
@@ -300,7 +259,7 @@ class VersionStore:
     def edit(self, number: int, source: str, author: str, comment: str | None = None) -> Version:
         """Replace a draft's source (an active or once active version is immutable)."""
         self._check_source(source)
-        with self._locked():
+        with locked(self.lock_path):
             old = self.get(number)
             self.check_draft(number)
             new = Version(
@@ -321,7 +280,7 @@ class VersionStore:
         the active version changes nothing."""
         version = self.get(number)
         rules = self.compile(version.source, number)  # RulesError: never activated
-        with self._locked():
+        with locked(self.lock_path):
             old = self.active()
             if old == number:
                 return old, number
@@ -381,13 +340,13 @@ class VersionStore:
         they do not fit it); the active version's number."""
         if not isinstance(name, str) or not _TABLE_NAME.match(name):
             raise VersionError(f"not a table name: {name!r}")
-        with self._locked():
+        with locked(self.lock_path):
             number = self.active()
             rules = self.compile(self.get(number).source, number)
             rules.tables().replace(name, data)  # TableError: nothing stored
             folder = self.tables_dir / str(number)
-            _mkdir(folder)
-            _write(folder / f"{name}.json", json.dumps(data, indent=0).encode())
+            private_dir(folder)
+            write_atomic(folder / f"{name}.json", json.dumps(data, indent=0).encode())
             self._point(number)  # the serial tells every worker
         return number
 
@@ -409,5 +368,5 @@ class VersionStore:
             if rules.initial.get(name) != previous.initial.get(name):
                 continue
             folder = self.tables_dir / str(new)
-            _mkdir(folder)
-            _write(folder / path.name, path.read_bytes())
+            private_dir(folder)
+            write_atomic(folder / path.name, path.read_bytes())

@@ -1,15 +1,17 @@
 """HTTP/2 on asyncio with the sans-I/O ``h2`` library, feeding the HTTP/1.1 protocol's handler.
 
 Each stream's request becomes a :class:`~pkgedge.http.request.Request` and goes to the same
-``try_hit`` / ``handle`` as an HTTP/1.1 request; the stream (:mod:`pkgedge.server.h2stream`)
-turns the HTTP/1.1 response the pipeline writes into HEADERS and DATA frames. This class owns
-the connection: flow control (a round over the streams, one frame each, while the windows and
-the transport allow), limits and deadlines (``check``, called once a second by the worker),
-and the defences: at most :data:`MAX_STREAMS` streams open and as many handlers running, a
+``try_hit`` / ``handle`` as an HTTP/1.1 request (handed on by the mixin
+:class:`~pkgedge.server.h2run.StreamRunner`: at most 32 handlers running, requests held back
+while more than 4 MiB of responses wait for flow-control windows); the stream
+(:mod:`pkgedge.server.h2stream`) turns the HTTP/1.1 response the pipeline writes into HEADERS
+and DATA frames. This class owns the connection: frames in (``h2``'s events), flow control
+(a round over the streams, one frame each, while the windows and the transport allow),
+closing (GOAWAY), limits and deadlines (``check``, called once a second by the worker), and
+the defences: at most :data:`MAX_STREAMS` streams open and as many handlers running, a
 capped header block (:class:`~pkgedge.server.h2guard.HeaderBlockGuard`), rapid reset
-(GOAWAY ENHANCE_YOUR_CALM after 200 resets in 10 seconds), requests held back while more than
-:data:`OUTPUT_BACKLOG` bytes wait for flow-control windows,
-and a cap on control frames left unread. Protocol errors end in GOAWAY with h2's error code.
+(GOAWAY ENHANCE_YOUR_CALM after 200 resets in 10 seconds), and a cap on control frames left
+unread. Protocol errors end in GOAWAY with h2's error code.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import h2.exceptions
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
-from pkgedge.http.request import Request
 from pkgedge.http.response import error_response
+from pkgedge.server.accept import ALLOW_HEADER
 from pkgedge.server.h2glue import (
     CONNECTION_WINDOW,
     MAX_STREAMS,
@@ -43,19 +45,17 @@ from pkgedge.server.h2guard import (
     HeaderBlockGuard,
     ResetCounter,
 )
+from pkgedge.server.h2run import StreamRunner
 from pkgedge.server.h2stream import HIGH_WATER, H2Stream, StreamHandler
 from pkgedge.server.limits import Connection, Limits, admit_connection
-from pkgedge.server.protocol import ALLOW_HEADER
 from pkgedge.stats.counters import Counters
 
 log = logging.getLogger("pkgedge.server")
 
 CONTROL_BACKLOG = 1024 * 1024  # unread bytes past which a client that does not read is cut
-OUTPUT_BACKLOG = 4 * 1024 * 1024  # unsent response bytes past which new requests wait
-MAX_RUNNING = 32  # handlers running per connection (HTTP/1.1 pipelines up to 32 requests)
 
 
-class H2Protocol(asyncio.Protocol):
+class H2Protocol(StreamRunner, asyncio.Protocol):
     graceful = True  # close() sends GOAWAY and lets the streams in flight finish
 
     def __init__(
@@ -222,71 +222,6 @@ class H2Protocol(asyncio.Protocol):
         extra = [("allow", ALLOW_HEADER)] if status == 405 else []
         stream.write(error_response(status, reason, extra=extra))
         self._done(stream)
-
-    def _start(self) -> None:
-        """Hand complete requests to the handler while fewer than :data:`MAX_RUNNING` run
-        and the unsent output stays below :data:`OUTPUT_BACKLOG` (a client that grants no
-        window cannot make the edge buffer a hundred responses); the rest wait."""
-        if self._starting:
-            return
-        self._starting = True
-        try:
-            while self._waiting and not self.closed and self.running < MAX_RUNNING:
-                if sum(len(s.pending) for s in self.streams.values()) >= OUTPUT_BACKLOG:
-                    break
-                stream = self._waiting.popleft()
-                if not stream.closed:
-                    self._dispatch(stream)
-        finally:
-            self._starting = False
-
-    def _dispatch(self, stream: H2Stream) -> None:
-        req = stream.req
-        assert req is not None
-        stream.dispatched = True
-        stream.body_started = None
-        if stream.body:
-            req.body = b"".join(stream.body)
-            stream.body.clear()
-        self.counters.add("requests")
-        try:
-            hit = self.handler.try_hit(req, stream)
-        except Exception as exc:  # a bug: this stream fails, the others go on
-            log.exception("unhandled error: %s", exc)
-            stream.abort()
-            hit = True
-        if hit:
-            stream.finish()
-            self._done(stream)
-            return
-        self.running += 1
-        stream.task = self._loop.create_task(self._run(stream, req))
-
-    async def _run(self, stream: H2Stream, req: Request) -> None:
-        try:
-            await self.handler.handle(req, stream)
-        except Exception as exc:  # a bug: answer 500 if nothing was sent, never a traceback
-            log.exception("unhandled error: %s", exc)
-            if not stream.started:
-                stream.write(error_response(500, "internal error"))
-        finally:
-            stream.task = None
-            self.running -= 1
-        stream.finish()
-        self.idle_since = self._loop.time()
-        self._done(stream)
-        if self._waiting:
-            self._start()
-
-    def _done(self, stream: H2Stream) -> None:
-        """Forget a finished stream; stop reading a request body no one will read."""
-        if not stream.finished or self.streams.get(stream.id) is not stream:
-            return
-        del self.streams[stream.id]
-        if stream.ended and not stream.remote_ended and not self.closed:
-            self._send_reset(stream.id, ErrorCodes.NO_ERROR)
-        if self.stopping and not self.streams and not self.closed:
-            self._close_now()
 
     # -- output --------------------------------------------------------------------------
     def flush(self, only: H2Stream | None = None) -> None:

@@ -1,7 +1,8 @@
 """What the HTTP/2 protocol needs around ``h2``: the server connection and the SETTINGS it
 announces, an HTTP/2 request's header list as a :class:`~pkgedge.http.request.Request` (with
-the checks the HTTP/1.1 protocol makes: methods, origin-form targets, sizes, the host), and
-the mapping of ``h2``'s errors to the GOAWAY RFC 9113 asks for."""
+the checks the HTTP/1.1 protocol makes: methods, origin-form targets, sizes, the host, after
+:mod:`pkgedge.server.accept`), and the mapping of ``h2``'s errors to the GOAWAY RFC 9113
+asks for."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from pkgedge.http.request import Request
+from pkgedge.server.accept import ALLOWED_METHODS, HOST_RE
 from pkgedge.server.limits import Limits
-from pkgedge.server.protocol import _HOST_RE, ALLOWED_METHODS
 
 _GOAWAY_SIZE = 17  # a GOAWAY frame without debug data: 9-byte header, 8-byte payload
 MAX_STREAMS = 100
@@ -96,7 +97,7 @@ def to_request(
     host = pseudo.get(":authority") or (hosts[0] if len(hosts) == 1 else "")
     if not host or len(hosts) > 1:
         raise Reject(400, "a request needs one :authority or Host")
-    if not _HOST_RE.match(host):
+    if not HOST_RE.match(host):
         raise Reject(400, "invalid :authority")
     fields = [("host", host), *((n, v) for n, v in fields if n != "host")]
     length = next((v for n, v in fields if n == "content-length"), None)

@@ -1,14 +1,17 @@
-"""HTTP/1.1 on asyncio: bytes in through httptools (llhttp), responses straight out.
+"""HTTP/1.1 on asyncio: the connection, bytes in through httptools (llhttp), responses out.
 
 Keep-alive and pipelining: requests are answered strictly in order; a fresh hit is answered
-synchronously inside ``data_received`` without creating a task.
+synchronously inside ``data_received`` without creating a task. The connection admits
+itself under the worker's :class:`~pkgedge.server.limits.Limits`, feeds the parser (whose
+callbacks, the request checks, are :class:`~pkgedge.server.h1parse.RequestParser`), takes
+bytes it parsed before as that request again, answers a refused request and closes
+lingering, and enforces the deadlines (``check``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import re
 from typing import Protocol as TypingProtocol
 from typing import cast
 
@@ -17,6 +20,8 @@ import httptools
 from pkgedge.http.request import Request
 from pkgedge.http.response import error_response
 from pkgedge.server import zerocopy
+from pkgedge.server.accept import ALLOW_HEADER
+from pkgedge.server.h1parse import Reject, RequestParser, Template
 from pkgedge.server.limits import Connection, Limits, admit_connection
 from pkgedge.server.linger import Linger
 from pkgedge.stats.counters import Counters
@@ -26,15 +31,6 @@ MAX_PIPELINE = 32
 #: to one of them is that request again, without parsing.
 _PARSED_MAX = 4096
 _PARSED_MAX_BYTES = 8192
-#: Methods the edge relays at all; anything else is answered 405 (TRACE/CONNECT included).
-ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-ALLOW_HEADER = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-#: Field names as received → their lower-case text (names repeat on every request); names
-#: holding "_" are never added, so a miss is where they are dropped.
-_NAMES: dict[bytes, str] = {}
-#: Host values already found valid (bounded).
-_HOSTS: set[str] = set()
-_HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$")
 
 
 class Handler(TypingProtocol):
@@ -42,13 +38,7 @@ class Handler(TypingProtocol):
     async def handle(self, req: Request, client: HttpProtocol) -> None: ...
 
 
-class _Reject(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        self.status = status
-        self.reason = reason
-
-
-class HttpProtocol(asyncio.Protocol):
+class HttpProtocol(RequestParser, asyncio.Protocol):
     graceful = False  # close() cuts the connection: the worker closes only idle ones
 
     def __init__(
@@ -91,7 +81,7 @@ class HttpProtocol(asyncio.Protocol):
         self._slots = counters.slots
         self._in_message = False  # between on_message_begin and on_message_complete
         self._completed = 0  # messages completed by the current feed_data
-        self._template: tuple[str, str, list[tuple[str, str]], dict[str, str]] | None = None
+        self._template: Template | None = None
         self._i_requests = counters.index("requests")
         self._loop = asyncio.get_running_loop()
 
@@ -149,7 +139,7 @@ class HttpProtocol(asyncio.Protocol):
         self._template = None
         try:
             self.parser.feed_data(data)
-        except _Reject as rej:
+        except Reject as rej:
             self._reject(rej.status, rej.reason)
         except httptools.HttpParserUpgrade:
             # the request itself was answered normally (we never switch protocols); what
@@ -159,7 +149,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._close_lingering()
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__  # httptools wraps exceptions raised in our callbacks
-            if isinstance(cause, _Reject):
+            if isinstance(cause, Reject):
                 self._reject(cause.status, cause.reason)
             else:
                 self._reject(400, "malformed request")
@@ -186,117 +176,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
 
-    # -- httptools callbacks -------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._in_message = True
-        if self.head_started is None:
-            self.head_started = self._loop.time()
-        self._url = b""
-        self._headers = []
-        self._header_bytes = 0
-        self._body = []
-        self._body_size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self.limits.max_request_line:
-            raise _Reject(414, "request target too long")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        limits = self.limits
-        if self._header_bytes > limits.max_header_size or len(self._headers) >= limits.max_headers:
-            raise _Reject(431, "request header fields too large")
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.head_started = None
-        parser = self.parser
-        version = parser.get_http_version()
-        if version not in ("1.0", "1.1"):
-            if version.startswith("1.") or version in ("0.9", "0.0"):
-                raise _Reject(400, "only HTTP/1.0 and HTTP/1.1 requests are accepted")
-            raise _Reject(505, "HTTP version not supported")
-        method = parser.get_method().decode("ascii")
-        if method not in ALLOWED_METHODS:
-            raise _Reject(405, f"method {method} is not allowed here")
-        if not self._url.startswith(b"/"):
-            raise _Reject(400, "only origin-form request targets are accepted")
-        headers: list[tuple[str, str]] = []
-        fields: dict[str, str] = {}
-        hosts = 0
-        names = _NAMES
-        for raw_name, raw_value in self._headers:
-            name = names.get(raw_name)
-            if name is None:
-                if b"_" in raw_name:
-                    # header names with "_" are dropped (as nginx does): CGI-style servers
-                    # read them as the dashed names, which would slip past every filter here
-                    continue
-                name = raw_name.decode("latin-1").lower()
-                if len(names) < 512:
-                    names[raw_name] = name
-            value = raw_value.decode("latin-1")
-            headers.append((name, value))
-            if name in fields:
-                if name == "host":
-                    raise _Reject(400, "more than one Host header")
-                fields[name] = f"{fields[name]}, {value}"
-            else:
-                fields[name] = value
-                hosts += name == "host"
-        if not hosts:
-            if version == "1.1":
-                raise _Reject(400, "HTTP/1.1 requests must carry a Host header")
-        elif fields["host"] not in _HOSTS:
-            if not _HOST_RE.match(fields["host"]):
-                raise _Reject(400, "invalid Host header")
-            if len(_HOSTS) < 256:
-                _HOSTS.add(fields["host"])
-        te = fields.get("transfer-encoding")
-        if te is not None and [c.strip().lower() for c in te.split(",")] != ["chunked"]:
-            # only plain chunked is understood; anything else is ambiguous framing
-            raise _Reject(501, "unsupported Transfer-Encoding")
-        content_length = fields.get("content-length")  # (llhttp refuses a repeated one)
-        if (
-            content_length is not None
-            and content_length.isdigit()
-            and int(content_length) > self.limits.max_body_size
-        ):
-            raise _Reject(413, "request body too large")
-        if content_length not in (None, "0") or te is not None:
-            self.body_started = self._loop.time()
-        self._current = Request(
-            method,
-            self._url.decode("latin-1"),
-            headers,
-            bool(parser.should_keep_alive()),
-            self.client,
-            fields,
-        )
-
-    def on_body(self, body: bytes) -> None:
-        self._body_size += len(body)
-        if self._body_size > self.limits.max_body_size:
-            raise _Reject(413, "request body too large")
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        self._in_message = False
-        self._completed += 1
-        self.body_started = None
-        req = self._current
-        if self._body:
-            req.body = b"".join(self._body)
-        elif (
-            req.method in ("GET", "HEAD")
-            and req.keep_alive
-            and "content-length" not in req.map
-            and "transfer-encoding" not in req.map
-        ):
-            self._template = (req.method, req.target, req.headers, req.map)
-        self._enqueue(req)
-
+    # -- processing ----------------------------------------------------------------------
     def _enqueue(self, req: Request) -> None:
         self._queue.append(req)
         if len(self._queue) > MAX_PIPELINE and self.transport is not None:
@@ -305,7 +185,6 @@ class HttpProtocol(asyncio.Protocol):
         if self._task is None:
             self._process()
 
-    # -- processing ----------------------------------------------------------------------
     def _process(self) -> None:
         while self._queue and not self.closed:
             req = self._queue.popleft()
