@@ -416,12 +416,16 @@ def test_recv_results_without_effects_are_remembered_and_effects_never(edge: Any
     assert len(pipeline._recv_memo) == 1
 
 
+@pytest.mark.parametrize("windowed", [True, False])
 def test_live_deliver_replays_see_the_age_recv_s_edits_and_changing_edits(
-    edge: Any, monkeypatch: pytest.MonkeyPatch
+    edge: Any, monkeypatch: pytest.MonkeyPatch, windowed: bool
 ) -> None:
     """The memo keeps the fields and the last head a live deliver sub built: each replay
     still sees its own obj.age, the request as recv left it (recv run live, or remembered),
-    and a head rebuilt when the edits change and reused when they do not."""
+    and a head rebuilt when the edits change and reused when they do not. A sub comparing
+    obj.age with constants only is not run again while the age stays between them (its
+    other inputs in the memo's key: ``windowed``); one using obj.age otherwise runs every
+    time."""
     pipeline, origin = edge
     origin.add(
         "/simple/a/",
@@ -435,40 +439,54 @@ def test_live_deliver_replays_see_the_age_recv_s_edits_and_changing_edits(
         "sub deliver {\n"
         '  if (req.http.x-internal == "1") { set resp.http.x-served = "inside"; }\n'
         '  if (obj.age > 1h) { set resp.http.x-old = "1"; }\n'
-        "  if (obj.age > 2h) { unset resp.http.content-type; set resp.status = 203; } }",
+        "  if (obj.age > 2h) { unset resp.http.content-type; set resp.status = 203; }\n"
+        + ("" if windowed else '  if (len("" + obj.age) > 99) { set resp.http.x-long = "1"; }\n')
+        + "}",
     )
     rs = pipeline.ruleset
     assert rs.live_recv and rs.live_deliver and rs.fast
+    assert (rs.deliver_limits == {"obj.age": (3600.0, 7200.0), "obj.ttl": ()}) is windowed
+    assert rs.inputs_read == (("req.http.x-internal",) if windowed else ())
     real = time.time
     later = [0.0]
     monkeypatch.setattr(time, "time", lambda: real() + later[0])
+    runs = [0]
+    runner = rs.rules.runners["deliver"]
+    assert runner is not None
+
+    def counted(env: Any) -> Any:
+        runs[0] += 1
+        return runner(env)
+
+    rs.rules.runners["deliver"] = counted
 
     async def go(ip: str) -> tuple[bool, int, dict[str, str]]:
         return await send(pipeline, from_client("/simple/a/", ip))
 
     def seen(ip: str) -> tuple[bool, int, str, str, str, str]:
         took, status, h = run(go(ip))
-        return (
-            took,
-            status,
-            h.get("x-served", ""),
-            h.get("x-old", ""),
-            h.get("content-type", ""),
-            h["age"],
-        )
+        fields = h.get("x-served", ""), h.get("x-old", ""), h.get("content-type", ""), h["age"]
+        return (took, status, *fields)
 
-    assert [seen("10.1.2.3")[:2] for _ in range(2)] == [(False, 200), (False, 200)]  # miss, hit
+    for ip in ("10.1.2.3", "10.1.2.3", "192.0.2.1", "192.0.2.1"):
+        seen(ip)  # a miss, then hits (one per memo key through the phases)
+    before = runs[0]
     assert seen("10.1.2.3") == (True, 200, "inside", "", "text/html", "0")  # recv remembered
-    assert seen("192.0.2.1") == (True, 200, "", "", "text/html", "0")  # recv live, other key
+    assert seen("192.0.2.1") == (True, 200, "", "", "text/html", "0")
     assert seen("192.0.2.1") == (True, 200, "", "", "text/html", "0")  # the same head again
+    assert runs[0] - before == (1 if windowed else 3)  # each memo's first replay runs
     later[0] = 5400  # 1.5 h: rule 2 now sets a field
     assert seen("192.0.2.1") == (True, 200, "", "1", "text/html", "5400")
     assert seen("10.1.2.3") == (True, 200, "inside", "1", "text/html", "5400")
+    assert seen("10.1.2.3") == (True, 200, "inside", "1", "text/html", "5400")
+    assert runs[0] - before == (3 if windowed else 6)
     later[0] = 9000  # 2.5 h: rule 3 unsets one and changes the status
     assert seen("10.1.2.3") == (True, 203, "inside", "1", "", "9000")
     assert seen("192.0.2.1") == (True, 203, "", "1", "", "9000")
     later[0] = 10  # and back (a clock set back): the edits of the first replays again
     assert seen("192.0.2.1") == (True, 200, "", "", "text/html", "10")
+    assert seen("192.0.2.1") == (True, 200, "", "", "text/html", "10")
+    assert runs[0] - before == (6 if windowed else 10)
     assert origin.count == 1
 
 
@@ -519,3 +537,28 @@ def test_the_replays_reused_env_is_a_new_one(edge: Any) -> None:
     fresh = rulesrun.request_env(pipeline, req, rs)
     for slot in Env.__slots__:
         assert getattr(renewed, slot) == getattr(fresh, slot), slot
+
+
+def test_the_window_of_a_deliver_sub_s_result_excludes_its_limits() -> None:
+    """Between two limits the comparisons decide alike; on one, they may not (``>=``)."""
+    from pkgedge.edge.fastrules import _window
+
+    limits = {"obj.age": (3600.0, 7200.0), "obj.ttl": (600.0,)}
+    inf = float("inf")
+    assert _window(10.0, 5000.0, limits) == (-inf, 3600.0, 600.0, inf)
+    assert _window(5000.0, 100.0, limits) == (3600.0, 7200.0, -inf, 600.0)
+    assert _window(3600.0, 100.0, limits) is None
+    assert _window(10.0, 600.0, limits) is None
+
+
+def test_which_deliver_subs_compare_the_age_with_constants_only() -> None:
+    def limits(body: str) -> Any:
+        return compile_rules("sub deliver { " + body + " }").effects["deliver"].time_limits
+
+    assert limits('if (obj.ttl <= 10m || 2h < obj.age) { set resp.http.x = "1"; }') == (
+        ("obj.age", 7200.0),
+        ("obj.ttl", 600.0),
+    )
+    assert limits('set resp.http.x = "1";') == ()
+    assert limits('if (obj.age > obj.ttl) { set resp.http.x = "1"; }') is None
+    assert limits('set resp.http.x = "" + obj.age;') is None

@@ -45,9 +45,13 @@ class Stored:
     the rules' edits, and what the replays of this memo keep so that each does less: the
     fields as the rules read them (``obj``, ``resp``: made on the first replay, never
     changed: rules cannot write ``obj.http`` and get a copy of ``resp``), and the last
-    (edits, status) → head prefix (the next replay with the same edits reuses the bytes)."""
+    (edits, status) → head prefix (the next replay with the same edits reuses the bytes),
+    with, when the sub compares the object's age and TTL with constants only
+    (:attr:`~pkgedge.edge.ruleset.Ruleset.deliver_limits`), the open intervals of age and
+    TTL around the last run's where it decides alike (``window``: that prefix is the
+    answer, without running the sub)."""
 
-    __slots__ = ("edits", "headers", "obj", "prefix", "resp", "status")
+    __slots__ = ("edits", "headers", "obj", "prefix", "resp", "status", "window")
 
     def __init__(self, status: int, headers: Headers) -> None:
         self.status = status
@@ -56,6 +60,7 @@ class Stored:
         self.resp: dict[str, str] = {}
         self.edits: tuple[object, ...] | None = None  # (status, *edits) of the last replay
         self.prefix = b""
+        self.window: tuple[float, float, float, float] | None = None  # age lo, hi; TTL lo, hi
 
     def __repr__(self) -> str:
         return f"<Stored {self.status} fields={len(self.headers)}>"

@@ -9,6 +9,7 @@ a plain hit; ``req.pre`` then carries what recv decided, so the phases never run
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, cast
 
 from pkgedge.edge.fastpath import BLOCKERS
@@ -90,15 +91,29 @@ def renew(env: Env, p: Pipeline, req: Request, ruleset: Ruleset) -> Env:
     env.client_ip = req.client
     env.client_identity = req.key or req.client
     env.ua_class = classify(m.get("user-agent")).kind
-    env.obj_status, env.obj_ttl, env.obj_age, env.obj_headers = 0, 0.0, 0.0, {}
-    env.beresp_status, env.beresp_headers = 0, {}
+    env.obj_status, env.obj_ttl, env.obj_age = 0, 0.0, 0.0
+    env.beresp_status = 0
     env.beresp_ttl = env.beresp_swr = env.beresp_sie = 0.0
-    env.resp_status, env.resp_headers, env.cache_state = 0, {}, ""
+    env.resp_status, env.cache_state = 0, ""
     env.tables = ruleset.tables.current
     env.limiter = p.limiter
     env.url_changed = False
-    env.edits, env.overrides, env.surrogate_keys, env.hash_parts = [], {}, [], []
-    env.log_lines, env.effects, env.trace = [], 0, None
+    env.effects, env.trace = 0, None
+    # new containers only where the last replay left something (deliver and log cannot
+    # change the others; the lists they append to may have been handed on: always new)
+    if env.obj_headers:
+        env.obj_headers = {}
+    if env.beresp_headers:
+        env.beresp_headers = {}
+    if env.resp_headers:
+        env.resp_headers = {}
+    if env.overrides:
+        env.overrides = {}
+    if env.surrogate_keys:
+        env.surrogate_keys = []
+    if env.hash_parts:
+        env.hash_parts = []
+    env.edits, env.log_lines = [], []
     return env
 
 
@@ -139,7 +154,15 @@ def fast_deliver(
 
     The fields the sub reads are the memo's (:class:`~pkgedge.edge.fastpath.Stored`), and the
     head prefix is rebuilt only when the edits (or the status) differ from the last replay's:
-    a rule reading ``obj.age`` mostly decides the same way from one second to the next."""
+    a rule reading ``obj.age`` mostly decides the same way from one second to the next. A
+    sub that only compares them with constants (:attr:`Ruleset.deliver_limits`, what else it
+    reads in the memo's key) is not run at all while the age and TTL stay between the limits
+    around the last run's (``stored.window``)."""
+    window = stored.window
+    if window is not None:
+        age, ttl = entry.age(now), entry.ttl(now)
+        if window[0] < age < window[1] and window[2] < ttl < window[3]:
+            return stored.prefix  # the sub would decide as last time
     runner = ruleset.rules.runners["deliver"]
     assert runner is not None
     env = replay_env(p, req, ruleset, recv)
@@ -160,16 +183,43 @@ def fast_deliver(
     env.edits = saved
     if out is not None and out.kind is not Kind.DELIVER:
         env.log_lines.clear()  # the phases run it again
+        stored.window = None
         return None
     if env.log_lines:
         p.hooks.rules_log(req, env.log_lines)
         env.log_lines = []
     key = (env.resp_status, *edits)
-    if key == stored.edits:
-        return stored.prefix
-    headers = stored.headers
-    if edits:
-        headers = edited(headers, [(op, n, v) for scope, op, n, v in edits if scope == "resp"])
-    prefix = head_prefix(env.resp_status or status, headers)
-    stored.edits, stored.prefix = key, prefix
-    return prefix
+    if key != stored.edits:
+        headers = stored.headers
+        if edits:
+            resp = [(op, n, v) for scope, op, n, v in edits if scope == "resp"]
+            headers = edited(headers, resp)
+        stored.edits, stored.prefix = key, head_prefix(env.resp_status or status, headers)
+    limits = ruleset.deliver_limits
+    stored.window = None if limits is None else _window(env.obj_age, env.obj_ttl, limits)
+    return stored.prefix
+
+
+def _around(x: float, limits: tuple[float, ...]) -> tuple[float, float] | None:
+    """The open interval around ``x`` between two of ``limits`` (None: ``x`` is one)."""
+    lo, hi = -math.inf, math.inf
+    for t in limits:
+        if t < x:
+            lo = max(lo, t)
+        elif t > x:
+            hi = min(hi, t)
+        else:
+            return None
+    return lo, hi
+
+
+def _window(
+    age: float, ttl: float, limits: dict[str, tuple[float, ...]]
+) -> tuple[float, float, float, float] | None:
+    """Where a deliver sub comparing obj.age/obj.ttl with ``limits`` decides as it did for
+    ``age`` and ``ttl`` (see :class:`~pkgedge.edge.fastpath.Stored`)."""
+    a = _around(age, limits["obj.age"])
+    t = _around(ttl, limits["obj.ttl"])
+    if a is None or t is None:
+        return None
+    return a[0], a[1], t[0], t[1]

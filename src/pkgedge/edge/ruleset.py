@@ -78,6 +78,7 @@ class Ruleset:
         "_env_getters",
         "_recv_getters",
         "_req_getters",
+        "deliver_limits",
         "fast",
         "inputs_read",
         "live_deliver",
@@ -112,12 +113,33 @@ class Ruleset:
         self.live_recv = recv is not None and (
             not recv.shape_only() or self.live_deliver or self.live_log
         )
+        #: a live deliver sub without side effects that compares obj.age/obj.ttl with
+        #: constants only: {variable: its limits}. Its result is reused while the stored
+        #: object's age and TTL stay between the same limits (see fastrules.fast_deliver);
+        #: what else it reads goes into the memo's key. Else None.
+        self.deliver_limits: dict[str, tuple[float, ...]] | None = None
+        limits = deliver.time_limits if deliver is not None else None
+        if (
+            self.live_deliver
+            and deliver is not None
+            and limits is not None
+            and not deliver.side_effects
+            and "req.backend" not in deliver.reads  # recv may set it per client: not keyed
+        ):
+            self.deliver_limits = {
+                var: tuple(t for v, t in limits if v == var) for var in _TIME_DEPENDENT
+            }
         reads: set[str] = set()
         side_effects = False
         for phase in MEMO_PHASES:
-            if runners[phase] is not None and not (phase == "deliver" and self.live_deliver):
-                reads |= effects[phase].reads
-                side_effects |= effects[phase].side_effects
+            if runners[phase] is None:
+                continue
+            if phase == "deliver" and self.live_deliver:
+                if self.deliver_limits is not None:
+                    reads |= effects[phase].reads - _TIME_DEPENDENT
+                continue
+            reads |= effects[phase].reads
+            side_effects |= effects[phase].side_effects
         if recv is not None and not self.live_recv:
             reads |= recv.reads  # a shape-only recv: folded into the memo too
         #: hits may be replayed by the fast path (see the module's docstring)
