@@ -414,3 +414,151 @@ def test_recv_results_without_effects_are_remembered_and_effects_never(edge: Any
     # a token taken is an effect: never remembered, so the limit holds on the fast path too
     assert [s for _, s in bots] == [200, 200, 429, 429]
     assert len(pipeline._recv_memo) == 1
+
+
+@pytest.mark.parametrize("windowed", [True, False])
+def test_live_deliver_replays_see_the_age_recv_s_edits_and_changing_edits(
+    edge: Any, monkeypatch: pytest.MonkeyPatch, windowed: bool
+) -> None:
+    """The memo keeps the fields and the last head a live deliver sub built: each replay
+    still sees its own obj.age, the request as recv left it (recv run live, or remembered),
+    and a head rebuilt when the edits change and reused when they do not. A sub comparing
+    obj.age with constants only is not run again while the age stays between them (its
+    other inputs in the memo's key: ``windowed``); one using obj.age otherwise runs every
+    time."""
+    pipeline, origin = edge
+    origin.add(
+        "/simple/a/",
+        headers=[("content-type", "text/html"), ("cache-control", "max-age=86400")],
+        body=BODY,
+    )
+    use(
+        pipeline,
+        'acl internal { "10.0.0.0/8"; }\n'
+        'sub recv { if (client.ip in internal) { set req.http.x-internal = "1"; } }\n'
+        "sub deliver {\n"
+        '  if (req.http.x-internal == "1") { set resp.http.x-served = "inside"; }\n'
+        '  if (obj.age > 1h) { set resp.http.x-old = "1"; }\n'
+        "  if (obj.age > 2h) { unset resp.http.content-type; set resp.status = 203; }\n"
+        + ("" if windowed else '  if (len("" + obj.age) > 99) { set resp.http.x-long = "1"; }\n')
+        + "}",
+    )
+    rs = pipeline.ruleset
+    assert rs.live_recv and rs.live_deliver and rs.fast
+    assert (rs.deliver_limits == {"obj.age": (3600.0, 7200.0), "obj.ttl": ()}) is windowed
+    assert rs.inputs_read == (("req.http.x-internal",) if windowed else ())
+    real = time.time
+    later = [0.0]
+    monkeypatch.setattr(time, "time", lambda: real() + later[0])
+    runs = [0]
+    runner = rs.rules.runners["deliver"]
+    assert runner is not None
+
+    def counted(env: Any) -> Any:
+        runs[0] += 1
+        return runner(env)
+
+    rs.rules.runners["deliver"] = counted
+
+    async def go(ip: str) -> tuple[bool, int, dict[str, str]]:
+        return await send(pipeline, from_client("/simple/a/", ip))
+
+    def seen(ip: str) -> tuple[bool, int, str, str, str, str]:
+        took, status, h = run(go(ip))
+        fields = h.get("x-served", ""), h.get("x-old", ""), h.get("content-type", ""), h["age"]
+        return (took, status, *fields)
+
+    for ip in ("10.1.2.3", "10.1.2.3", "192.0.2.1", "192.0.2.1"):
+        seen(ip)  # a miss, then hits (one per memo key through the phases)
+    before = runs[0]
+    assert seen("10.1.2.3") == (True, 200, "inside", "", "text/html", "0")  # recv remembered
+    assert seen("192.0.2.1") == (True, 200, "", "", "text/html", "0")
+    assert seen("192.0.2.1") == (True, 200, "", "", "text/html", "0")  # the same head again
+    assert runs[0] - before == (1 if windowed else 3)  # each memo's first replay runs
+    later[0] = 5400  # 1.5 h: rule 2 now sets a field
+    assert seen("192.0.2.1") == (True, 200, "", "1", "text/html", "5400")
+    assert seen("10.1.2.3") == (True, 200, "inside", "1", "text/html", "5400")
+    assert seen("10.1.2.3") == (True, 200, "inside", "1", "text/html", "5400")
+    assert runs[0] - before == (3 if windowed else 6)
+    later[0] = 9000  # 2.5 h: rule 3 unsets one and changes the status
+    assert seen("10.1.2.3") == (True, 203, "inside", "1", "", "9000")
+    assert seen("192.0.2.1") == (True, 203, "", "1", "", "9000")
+    later[0] = 10  # and back (a clock set back): the edits of the first replays again
+    assert seen("192.0.2.1") == (True, 200, "", "", "text/html", "10")
+    assert seen("192.0.2.1") == (True, 200, "", "", "text/html", "10")
+    assert runs[0] - before == (6 if windowed else 10)
+    assert origin.count == 1
+
+
+def test_a_shape_only_recv_s_edits_reach_a_live_deliver_sub(edge: Any) -> None:
+    """recv reads only the shape, deliver reads obj.age: recv is looked up live so that the
+    replays' deliver sees the field it set."""
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(
+        pipeline,
+        'sub recv { if (req.path ~ "^/simple/") { set req.http.x-a = "1"; } }\n'
+        'sub deliver { if (req.http.x-a == "1" && obj.age < 1h) { set resp.http.x-a = "seen"; } }',
+    )
+    assert pipeline.ruleset.live_recv and pipeline.ruleset.live_deliver
+
+    async def go() -> list[tuple[bool, str]]:
+        out = []
+        for _ in range(4):
+            took, _, headers = await send(pipeline, request("/simple/a/"))
+            out.append((took, headers.get("x-a", "")))
+        return out
+
+    assert run(go()) == [(False, "seen"), (False, "seen"), (True, "seen"), (True, "seen")]
+
+
+def test_the_replays_reused_env_is_a_new_one(edge: Any) -> None:
+    """fastrules.renew leaves an Env as a new one from request_env would be, whatever the
+    last replay left in it (a new Env attribute must be renewed too)."""
+    from pkgedge.edge import fastrules, rulesrun
+    from pkgedge.rules import Env
+
+    pipeline, _ = edge
+    rs = use(pipeline, 'sub deliver { if (obj.age > 1h) { set resp.http.x-old = "1"; } }')
+    req = from_client("/simple/a/?q=1", "192.0.2.1", user_agent="pip/24.0")
+    dirty = Env(trace=True)
+    for slot in Env.__slots__:
+        value = getattr(dirty, slot)
+        if isinstance(value, (dict, list)):
+            value = type(value)(x=1) if isinstance(value, dict) else [("x",)]
+        elif isinstance(value, bool):
+            value = not value
+        elif isinstance(value, (int, float)):
+            value = value + 7
+        elif isinstance(value, str):
+            value = value + "-old"
+        setattr(dirty, slot, value)
+    renewed = fastrules.renew(dirty, pipeline, req, rs)
+    fresh = rulesrun.request_env(pipeline, req, rs)
+    for slot in Env.__slots__:
+        assert getattr(renewed, slot) == getattr(fresh, slot), slot
+
+
+def test_the_window_of_a_deliver_sub_s_result_excludes_its_limits() -> None:
+    """Between two limits the comparisons decide alike; on one, they may not (``>=``)."""
+    from pkgedge.edge.fastrules import _window
+
+    limits = {"obj.age": (3600.0, 7200.0), "obj.ttl": (600.0,)}
+    inf = float("inf")
+    assert _window(10.0, 5000.0, limits) == (-inf, 3600.0, 600.0, inf)
+    assert _window(5000.0, 100.0, limits) == (3600.0, 7200.0, -inf, 600.0)
+    assert _window(3600.0, 100.0, limits) is None
+    assert _window(10.0, 600.0, limits) is None
+
+
+def test_which_deliver_subs_compare_the_age_with_constants_only() -> None:
+    def limits(body: str) -> Any:
+        return compile_rules("sub deliver { " + body + " }").effects["deliver"].time_limits
+
+    assert limits('if (obj.ttl <= 10m || 2h < obj.age) { set resp.http.x = "1"; }') == (
+        ("obj.age", 7200.0),
+        ("obj.ttl", 600.0),
+    )
+    assert limits('set resp.http.x = "1";') == ()
+    assert limits('if (obj.age > obj.ttl) { set resp.http.x = "1"; }') is None
+    assert limits('set resp.http.x = "" + obj.age;') is None

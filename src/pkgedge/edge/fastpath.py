@@ -38,9 +38,37 @@ BLOCKERS = frozenset(
 )
 _MAX = 20_000
 
-#: (generation, entry, head prefix, memory-tier key of the body, (status, fields) before the
-#: deliver rules' edits: what a live deliver sub starts from)
-Memo = tuple[int, Entry, bytes, str, tuple[int, Headers]]
+
+class Stored:
+    """What a live deliver sub starts from on a replay (see
+    :func:`pkgedge.edge.fastrules.fast_deliver`): the status and fields delivery wrote before
+    the rules' edits, and what the replays of this memo keep so that each does less: the
+    fields as the rules read them (``obj``, ``resp``: made on the first replay, never
+    changed: rules cannot write ``obj.http`` and get a copy of ``resp``), and the last
+    (edits, status) → head prefix (the next replay with the same edits reuses the bytes),
+    with, when the sub compares the object's age and TTL with constants only
+    (:attr:`~pkgedge.edge.ruleset.Ruleset.deliver_limits`), the open intervals of age and
+    TTL around the last run's where it decides alike (``window``: that prefix is the
+    answer, without running the sub)."""
+
+    __slots__ = ("edits", "headers", "obj", "prefix", "resp", "status", "window")
+
+    def __init__(self, status: int, headers: Headers) -> None:
+        self.status = status
+        self.headers = headers
+        self.obj: dict[str, str] | None = None
+        self.resp: dict[str, str] = {}
+        self.edits: tuple[object, ...] | None = None  # (status, *edits) of the last replay
+        self.prefix = b""
+        self.window: tuple[float, float, float, float] | None = None  # age lo, hi; TTL lo, hi
+
+    def __repr__(self) -> str:
+        return f"<Stored {self.status} fields={len(self.headers)}>"
+
+
+#: (generation, entry, head prefix, memory-tier key of the body, what a live deliver sub
+#: starts from)
+Memo = tuple[int, Entry, bytes, str, Stored]
 
 
 def replayable(req: Request) -> bool:
@@ -85,7 +113,8 @@ class HotHits:
             return  # varies on more than Accept: the memo's key could not tell variants apart
         if len(self._memo) >= _MAX:
             self._memo.clear()
-        self._memo[key] = (ctx.generation, entry, prefix, entry.objid + (coding or ""), base)
+        stored = Stored(*base)
+        self._memo[key] = (ctx.generation, entry, prefix, entry.objid + (coding or ""), stored)
 
     def find(self, req: Request, inputs: tuple[object, ...] | None = None) -> Memo | None:
         """The memo for this request, if it may answer it. ``inputs``: the values of what

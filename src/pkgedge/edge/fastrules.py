@@ -9,16 +9,19 @@ a plain hit; ``req.pre`` then carries what recv decided, so the phases never run
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, cast
 
 from pkgedge.edge.fastpath import BLOCKERS
 from pkgedge.edge.rulesrun import edited, request_env
-from pkgedge.http.headers import Headers, as_map
+from pkgedge.http.headers import as_map
 from pkgedge.http.response import head_prefix
-from pkgedge.rules import Kind, Outcome, RulesRuntimeError
+from pkgedge.rules import Env, Kind, Outcome, RulesRuntimeError
+from pkgedge.security.useragent import classify
 
 if TYPE_CHECKING:
     from pkgedge.cache.entry import Entry
+    from pkgedge.edge.fastpath import Stored
     from pkgedge.edge.pipeline import Pipeline
     from pkgedge.edge.ruleset import Ruleset
     from pkgedge.http.request import Request
@@ -33,12 +36,18 @@ _FAST_FIELDS = frozenset({"accept", "accept-encoding"}) | BLOCKERS
 RECV_MEMO_MAX = 20_000
 
 
+#: What a live recv decided for a plain look-up: the memo inputs after it (see
+#: :meth:`Ruleset.inputs_after`), its request-field edits (op, name, value) and the backend
+#: it chose: what the live deliver and log subs of a replay read of the request.
+Recv = tuple[tuple[object, ...], tuple[tuple[str, str, str], ...], str]
+
+
 def fast_recv(
-    p: Pipeline, req: Request, ruleset: Ruleset, memo: dict[tuple[object, ...], tuple[object, ...]]
-) -> tuple[object, ...] | None:
-    """Run recv live for a fast-path candidate. Returns the memo inputs after it (see
-    :meth:`Ruleset.inputs_after`) when the request may go on to the memo (a plain look-up),
-    else None, with ``req.pre`` holding what recv decided for the phases.
+    p: Pipeline, req: Request, ruleset: Ruleset, memo: dict[tuple[object, ...], Recv]
+) -> Recv | None:
+    """Run recv live for a fast-path candidate. Returns what it decided (:data:`Recv`) when
+    the request may go on to the memo (a plain look-up), else None, with ``req.pre`` holding
+    what recv decided for the phases.
 
     A plain look-up decided without side effects (no rate-limit token, no log line) is
     remembered in ``memo`` by what recv read: the same inputs give the same result, so a
@@ -59,12 +68,76 @@ def fast_recv(
         return None
     if any(e[0] == "req" and e[2] in _FAST_FIELDS for e in env.edits):
         return None
-    inputs = ruleset.inputs_after(env)
+    edits = tuple((op, name, value) for scope, op, name, value in env.edits if scope == "req")
+    decided = (ruleset.inputs_after(env), edits, env.backend)
     if not env.effects and not env.log_lines:
         if len(memo) >= RECV_MEMO_MAX:
             memo.clear()
-        memo[key] = inputs
-    return inputs
+        memo[key] = decided
+    return decided
+
+
+def renew(env: Env, p: Pipeline, req: Request, ruleset: Ruleset) -> Env:
+    """``env`` made as :func:`~pkgedge.edge.rulesrun.request_env` makes a new one (a third
+    of the time): the replays' reused Env. ``req.map`` is shared, not copied: the subs that
+    run on it (deliver, log) cannot change request fields (recv's edits are replayed on a
+    copy)."""
+    m = req.map
+    env.method = req.method
+    env.url = url = req.target
+    env.path, _, env.query = url.partition("?")
+    env.req_headers = m
+    env.backend, env.restarts = "", 0
+    env.client_ip = req.client
+    env.client_identity = req.key or req.client
+    env.ua_class = classify(m.get("user-agent")).kind
+    env.obj_status, env.obj_ttl, env.obj_age = 0, 0.0, 0.0
+    env.beresp_status = 0
+    env.beresp_ttl = env.beresp_swr = env.beresp_sie = 0.0
+    env.resp_status, env.cache_state = 0, ""
+    env.tables = ruleset.tables.current
+    env.limiter = p.limiter
+    env.url_changed = False
+    env.effects, env.trace = 0, None
+    # new containers only where the last replay left something (deliver and log cannot
+    # change the others; the lists they append to may have been handed on: always new)
+    if env.obj_headers:
+        env.obj_headers = {}
+    if env.beresp_headers:
+        env.beresp_headers = {}
+    if env.resp_headers:
+        env.resp_headers = {}
+    if env.overrides:
+        env.overrides = {}
+    if env.surrogate_keys:
+        env.surrogate_keys = []
+    if env.hash_parts:
+        env.hash_parts = []
+    env.edits, env.log_lines = [], []
+    return env
+
+
+def replay_env(p: Pipeline, req: Request, ruleset: Ruleset, recv: Recv | None) -> Env:
+    """The Env the live subs of a replay run on: recv's own when it ran for this request
+    (``req.pre``), else the ruleset's reused one (:attr:`Ruleset.scratch`, never kept past
+    the replay) with what recv decided (``recv``: remembered) replayed."""
+    pre = req.pre
+    if isinstance(pre, tuple):
+        return cast(Env, pre[0])
+    env = renew(ruleset.scratch, p, req, ruleset)
+    if recv is not None:
+        _, edits, env.backend = recv
+        if edits:
+            fields = env.req_headers = dict(env.req_headers)
+            for op, name, value in edits:
+                if op == "set":
+                    fields[name] = value
+                elif op == "unset":
+                    fields.pop(name, None)
+                else:
+                    old = fields.get(name)
+                    fields[name] = value if old is None else old + ", " + value
+    return env
 
 
 def fast_deliver(
@@ -72,32 +145,81 @@ def fast_deliver(
     req: Request,
     ruleset: Ruleset,
     entry: Entry,
-    base: tuple[int, Headers],
+    stored: Stored,
     now: float,
+    recv: Recv | None,
 ) -> bytes | None:
     """Run a live deliver sub (one that reads ``obj.ttl``/``obj.age`` or logs) on a replay:
-    the head prefix with its edits, or None to let the phases answer (restart, rules error)."""
+    the head prefix with its edits, or None to let the phases answer (restart, rules error).
+
+    The fields the sub reads are the memo's (:class:`~pkgedge.edge.fastpath.Stored`), and the
+    head prefix is rebuilt only when the edits (or the status) differ from the last replay's:
+    a rule reading ``obj.age`` mostly decides the same way from one second to the next. A
+    sub that only compares them with constants (:attr:`Ruleset.deliver_limits`, what else it
+    reads in the memo's key) is not run at all while the age and TTL stay between the limits
+    around the last run's (``stored.window``)."""
+    window = stored.window
+    if window is not None:
+        age, ttl = entry.age(now), entry.ttl(now)
+        if window[0] < age < window[1] and window[2] < ttl < window[3]:
+            return stored.prefix  # the sub would decide as last time
     runner = ruleset.rules.runners["deliver"]
     assert runner is not None
-    pre = req.pre
-    env = pre[0] if isinstance(pre, tuple) else request_env(p, req, ruleset)
+    env = replay_env(p, req, ruleset, recv)
     saved, env.edits = env.edits, []  # recv's edits stay for the phases, if they answer
-    status, headers = base
+    status = stored.status
+    obj = stored.obj
+    if obj is None:
+        obj = stored.obj = as_map(entry.headers)
+        stored.resp = as_map(stored.headers)
     env.obj_status, env.obj_ttl, env.obj_age = entry.status, entry.ttl(now), entry.age(now)
-    env.obj_headers = as_map(entry.headers)
-    env.resp_status, env.resp_headers, env.cache_state = status, as_map(headers), "hit"
+    env.obj_headers = obj
+    env.resp_status, env.resp_headers, env.cache_state = status, dict(stored.resp), "hit"
     try:
         out = runner(env)
     except RulesRuntimeError:
         out = Outcome(Kind.ERROR)
-    edits = [(op, name, value) for scope, op, name, value in env.edits if scope == "resp"]
+    edits = env.edits
     env.edits = saved
     if out is not None and out.kind is not Kind.DELIVER:
         env.log_lines.clear()  # the phases run it again
+        stored.window = None
         return None
     if env.log_lines:
         p.hooks.rules_log(req, env.log_lines)
         env.log_lines = []
-    if edits:
-        headers = edited(headers, edits)
-    return head_prefix(env.resp_status or status, headers)
+    key = (env.resp_status, *edits)
+    if key != stored.edits:
+        headers = stored.headers
+        if edits:
+            resp = [(op, n, v) for scope, op, n, v in edits if scope == "resp"]
+            headers = edited(headers, resp)
+        stored.edits, stored.prefix = key, head_prefix(env.resp_status or status, headers)
+    limits = ruleset.deliver_limits
+    stored.window = None if limits is None else _window(env.obj_age, env.obj_ttl, limits)
+    return stored.prefix
+
+
+def _around(x: float, limits: tuple[float, ...]) -> tuple[float, float] | None:
+    """The open interval around ``x`` between two of ``limits`` (None: ``x`` is one)."""
+    lo, hi = -math.inf, math.inf
+    for t in limits:
+        if t < x:
+            lo = max(lo, t)
+        elif t > x:
+            hi = min(hi, t)
+        else:
+            return None
+    return lo, hi
+
+
+def _window(
+    age: float, ttl: float, limits: dict[str, tuple[float, ...]]
+) -> tuple[float, float, float, float] | None:
+    """Where a deliver sub comparing obj.age/obj.ttl with ``limits`` decides as it did for
+    ``age`` and ``ttl`` (see :class:`~pkgedge.edge.fastpath.Stored`)."""
+    a = _around(age, limits["obj.age"])
+    t = _around(ttl, limits["obj.ttl"])
+    if a is None or t is None:
+        return None
+    return a[0], a[1], t[0], t[1]

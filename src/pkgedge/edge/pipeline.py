@@ -62,7 +62,7 @@ class Pipeline:
         #: the configuration every new request runs (see use_rules)
         self.ruleset = Ruleset.default()
         self._tables_version = 0  # of the ruleset's tables when the memos were made
-        self._recv_memo: dict[tuple[object, ...], tuple[object, ...]] = {}  # see fast_recv
+        self._recv_memo: dict[tuple[object, ...], fr.Recv] = {}  # see fast_recv
         self.limiter = rr.RuleLimiter()  # the rules' named rate-limit counters
         self._slots = counters.slots
         self._i_hits = counters.index("hits")
@@ -103,19 +103,20 @@ class Pipeline:
             self._tables_version = rs.tables.version
             self._forget()
             return False
+        after: fr.Recv | None = None
         if rs.live_recv:
             if not replayable(req):
                 return False
             after = fr.fast_recv(self, req, rs, self._recv_memo)  # None: req.pre for recv
             if after is None:
                 return False
-            inputs = after if rs.inputs_read else None
+            inputs = after[0] if rs.inputs_read else None
         else:
             inputs = rs.inputs(req) if rs.inputs_read else None
         memo = self.hot.find(req, inputs)
         if memo is None:
             return False
-        _, entry, prefix, mkey, base = memo
+        _, entry, prefix, mkey, stored = memo
         ttl = entry.ttl(now)
         if ttl <= 0:
             return False
@@ -123,7 +124,7 @@ class Pipeline:
         if body is None:
             return False
         if rs.live_deliver:
-            live = fr.fast_deliver(self, req, rs, entry, base, now)
+            live = fr.fast_deliver(self, req, rs, entry, stored, now, after)
             if live is None:
                 return False
             prefix = live
@@ -140,16 +141,15 @@ class Pipeline:
         if self.hooks.active:
             self.hooks.log(req, 200, sent, f"pkgedge; hit; ttl={int(ttl)}", 0.0)
         if rs.live_log:
-            self._fast_log(req, rs)
+            self._fast_log(req, rs, after)
         req.pre = None
         return True
 
-    def _fast_log(self, req: Request, rs: Ruleset) -> None:
+    def _fast_log(self, req: Request, rs: Ruleset, after: fr.Recv | None) -> None:
         """The log sub after a fast-path replay (as the log phase runs it)."""
         runner = rs.rules.runners["log"]
         assert runner is not None
-        pre = req.pre
-        env = pre[0] if isinstance(pre, tuple) else rr.request_env(self, req, rs)
+        env = fr.replay_env(self, req, rs, after)
         env.resp_status, env.cache_state = 200, "hit"
         try:
             runner(env)

@@ -10,16 +10,20 @@ one version and half of another.
 tables are unchanged. The fast path replays what delivery wrote for a fresh hit, so:
 
 - ``recv``, when it reads more than the request's shape (target, ``Accept``,
-  ``Accept-Encoding``) or has side effects (``ratelimit``, ``log``), runs *live* on the fast
-  path, on every request (:attr:`Ruleset.live_recv`); anything but a plain look-up (an
-  answer, a new URL, a changed ``Accept``/``Accept-Encoding`` or a field that takes requests
-  off the fast path) hands the request, with what recv decided, to the phases;
+  ``Accept-Encoding``) or has side effects (``ratelimit``, ``log``), or when a live
+  ``deliver`` or ``log`` sub follows it (they read the request as recv left it), runs *live*
+  on the fast path (:attr:`Ruleset.live_recv`): on every request, or looked up in a memo of
+  its plain look-ups decided without side effects, keyed by what it read (with its request
+  edits and backend, replayed for the live subs). Anything but a plain look-up (an answer,
+  a new URL, a changed ``Accept``/``Accept-Encoding`` or a field that takes requests off the
+  fast path) hands the request, with what recv decided, to the phases;
 - the other subs a hit runs (``hash``, ``hit``, ``deliver``) are folded into the memo: its
   key holds, besides the shape, the values of every other variable they read
   (:attr:`Ruleset.inputs_read`), taken after ``recv`` ran;
 - except a ``deliver`` sub that reads ``obj.ttl`` or ``obj.age`` (different on every
   request) or logs: it runs live on every replay, from the fields delivery wrote before the
-  rules' edits, and the head is rebuilt with its edits (:attr:`Ruleset.live_deliver`);
+  rules' edits (kept with the memo), and the head is rebuilt with its edits when they differ
+  from the last replay's (:attr:`Ruleset.live_deliver`, :class:`~pkgedge.edge.fastpath.Stored`);
 - a ``log`` sub runs live after the replay (:attr:`Ruleset.live_log`).
 
 Hits stay on the phases (``fast`` is False) when ``hash`` or ``hit`` read a stored object's
@@ -74,12 +78,14 @@ class Ruleset:
         "_env_getters",
         "_recv_getters",
         "_req_getters",
+        "deliver_limits",
         "fast",
         "inputs_read",
         "live_deliver",
         "live_log",
         "live_recv",
         "rules",
+        "scratch",
         "tables",
         "version",
     )
@@ -88,10 +94,12 @@ class Ruleset:
         self.rules = rules
         self.version = version
         self.tables = tables if tables is not None else rules.tables()
+        #: the Env the fast path's live deliver and log subs reuse, renewed for each replay
+        #: (:func:`pkgedge.edge.fastrules.renew`; a worker runs one replay at a time): the
+        #: one part of a ruleset that changes
+        self.scratch = Env()
         runners, effects = rules.runners, rules.effects
         recv = effects.get("recv") if runners["recv"] is not None else None
-        #: recv runs on every fast-path hit (it reads more than the shape, or has effects)
-        self.live_recv = recv is not None and not recv.shape_only()
         #: the log sub runs after every fast-path replay
         self.live_log = runners["log"] is not None
         deliver = effects.get("deliver") if runners["deliver"] is not None else None
@@ -99,12 +107,39 @@ class Ruleset:
         self.live_deliver = deliver is not None and (
             bool(deliver.reads & _TIME_DEPENDENT) or deliver.side_effects
         )
+        #: recv runs on every fast-path hit (it reads more than the shape, or has effects),
+        #: or is looked up in the recv memo: always when a live deliver or log sub reads the
+        #: request as recv left it
+        self.live_recv = recv is not None and (
+            not recv.shape_only() or self.live_deliver or self.live_log
+        )
+        #: a live deliver sub without side effects that compares obj.age/obj.ttl with
+        #: constants only: {variable: its limits}. Its result is reused while the stored
+        #: object's age and TTL stay between the same limits (see fastrules.fast_deliver);
+        #: what else it reads goes into the memo's key. Else None.
+        self.deliver_limits: dict[str, tuple[float, ...]] | None = None
+        limits = deliver.time_limits if deliver is not None else None
+        if (
+            self.live_deliver
+            and deliver is not None
+            and limits is not None
+            and not deliver.side_effects
+            and "req.backend" not in deliver.reads  # recv may set it per client: not keyed
+        ):
+            self.deliver_limits = {
+                var: tuple(t for v, t in limits if v == var) for var in _TIME_DEPENDENT
+            }
         reads: set[str] = set()
         side_effects = False
         for phase in MEMO_PHASES:
-            if runners[phase] is not None and not (phase == "deliver" and self.live_deliver):
-                reads |= effects[phase].reads
-                side_effects |= effects[phase].side_effects
+            if runners[phase] is None:
+                continue
+            if phase == "deliver" and self.live_deliver:
+                if self.deliver_limits is not None:
+                    reads |= effects[phase].reads - _TIME_DEPENDENT
+                continue
+            reads |= effects[phase].reads
+            side_effects |= effects[phase].side_effects
         if recv is not None and not self.live_recv:
             reads |= recv.reads  # a shape-only recv: folded into the memo too
         #: hits may be replayed by the fast path (see the module's docstring)

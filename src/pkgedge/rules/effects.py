@@ -33,6 +33,7 @@ SHAPE_INPUTS = frozenset(
 #: ``obj.ttl``/``obj.age``: they change from one request to the next.
 STORED_INPUTS = frozenset({"obj.status", "resp.status", "cache.state"})
 _STORED_PREFIXES = ("obj.http.", "resp.http.")
+_COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,10 @@ class Effects:
     reads: frozenset[str]
     side_effects: bool
     tables: bool
+    #: each comparison of ``obj.age``/``obj.ttl`` with a constant, as (variable, seconds):
+    #: between two of these the sub decides alike (the edge's fast path reuses its result);
+    #: None when the sub uses either otherwise (in a value, against another variable)
+    time_limits: tuple[tuple[str, float], ...] | None = ()
 
     def shape_only(self) -> bool:
         """Same result for every request of one shape on one stored object."""
@@ -54,11 +59,27 @@ class Effects:
 
 def sub_effects(body: list[n.Stmt]) -> Effects:
     reads: set[str] = set()
-    flags = {"side": False, "tables": False}
+    flags = {"side": False, "tables": False, "other_time_use": False}
+
+    limits: set[tuple[str, float]] = set()
+    compared: set[int] = set()  # ids of the time variables compared with a constant
+    time_vars = ("obj.age", "obj.ttl")
 
     def visit(node: object) -> None:
+        if isinstance(node, n.Binary) and node.op in _COMPARISONS:
+            for var, const in ((node.left, node.right), (node.right, node.left)):
+                if (
+                    isinstance(var, n.Var)
+                    and var.name in time_vars
+                    and isinstance(const, n.Dur | n.Int)
+                ):
+                    seconds = const.seconds if isinstance(const, n.Dur) else const.value
+                    limits.add((var.name, float(seconds)))
+                    compared.add(id(var))
         if isinstance(node, n.Var):
             reads.add(node.name)
+            if node.name in time_vars and id(node) not in compared:
+                flags["other_time_use"] = True
         elif isinstance(node, n.Assign) and node.op == "append":
             reads.add(node.target)  # appending reads what is there
         elif isinstance(node, n.Index | n.In):
@@ -74,4 +95,5 @@ def sub_effects(body: list[n.Stmt]) -> Effects:
                     visit(getattr(node, f.name))
 
     visit(body)
-    return Effects(frozenset(reads), flags["side"], flags["tables"])
+    time_limits = None if flags["other_time_use"] else tuple(sorted(limits))
+    return Effects(frozenset(reads), flags["side"], flags["tables"], time_limits)
