@@ -562,3 +562,29 @@ def test_which_deliver_subs_compare_the_age_with_constants_only() -> None:
     assert limits('set resp.http.x = "1";') == ()
     assert limits('if (obj.age > obj.ttl) { set resp.http.x = "1"; }') is None
     assert limits('set resp.http.x = "" + obj.age;') is None
+
+
+def test_a_deliver_sub_reading_the_backend_recv_chose_is_not_replayed_across_clients(
+    edge: Any,
+) -> None:
+    """recv chooses the backend per client, deliver reads it: a replay for one client never
+    gives the other client's deliver edits (both hit the same stored object)."""
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(
+        pipeline,
+        'acl internal { "10.0.0.0/8"; }\n'
+        'sub recv { if (client.ip in internal) { set req.backend = "mirror"; } }\n'
+        'sub deliver { if (req.backend == "mirror") { set resp.http.x-b = "mirror"; } }',
+    )
+
+    def seen(ip: str) -> str:
+        _, status, h = run(send(pipeline, from_client("/simple/a/", ip)))
+        assert status == 200
+        return h.get("x-b", "")
+
+    # the outside client fills and warms the memo; the inside one hits the same object
+    assert [seen("192.0.2.1") for _ in range(3)] == ["", "", ""]
+    assert [seen("10.1.2.3") for _ in range(3)] == ["mirror"] * 3
+    assert [seen("192.0.2.1") for _ in range(2)] == ["", ""]
+    assert origin.count == 1

@@ -19,7 +19,8 @@ tables are unchanged. The fast path replays what delivery wrote for a fresh hit,
   fast path) hands the request, with what recv decided, to the phases;
 - the other subs a hit runs (``hash``, ``hit``, ``deliver``) are folded into the memo: its
   key holds, besides the shape, the values of every other variable they read
-  (:attr:`Ruleset.inputs_read`), taken after ``recv`` ran;
+  (:attr:`Ruleset.inputs_read`; ``req.backend`` too when a live recv may choose it), taken
+  after ``recv`` ran;
 - except a ``deliver`` sub that reads ``obj.ttl`` or ``obj.age`` (different on every
   request) or logs: it runs live on every replay, from the fields delivery wrote before the
   rules' edits (kept with the memo), and the head is rebuilt with its edits when they differ
@@ -46,6 +47,8 @@ _STORED_PREFIXES = ("obj.http.", "resp.http.")
 
 
 def _from_request(name: str) -> Callable[[Request], object]:
+    if name == "req.backend":
+        return lambda req: ""  # as a request arrives: the default backend
     if name == "client.ip":
         return lambda req: req.client
     if name == "client.identity":
@@ -59,6 +62,8 @@ def _from_request(name: str) -> Callable[[Request], object]:
 
 
 def _from_env(name: str) -> Callable[[Env], object]:
+    if name == "req.backend":
+        return lambda env: env.backend
     if name == "client.ip":
         return lambda env: env.client_ip
     if name == "client.identity":
@@ -155,6 +160,8 @@ class Ruleset:
                 and r not in _TIME_DEPENDENT
             )
         )
+        if "req.backend" in reads and self.live_recv:  # recv may choose it per client
+            self.inputs_read += ("req.backend",)
         ok = self.fast
         self._req_getters = tuple(_from_request(r) for r in self.inputs_read) if ok else ()
         self._env_getters = tuple(_from_env(r) for r in self.inputs_read) if ok else ()
