@@ -233,7 +233,9 @@ def test_the_rules_rate_limit_counters_are_shared(cluster: Cluster) -> None:
     for i in range(12):  # alone, each edge would let 4 through: 12 in all
         statuses.append(cluster.edges[i % 3].get("/simple/", headers={"x-probe": "1"}).status_code)
         time.sleep(0.25)  # more than a sync interval (0.1 s) between two requests
-    assert statuses.count(200) == 4, statuses
+    # shared: about 4 in all (a sync late under load may let one more through on a node);
+    # one bucket per edge would let 12 through, 4 on each
+    assert 4 <= statuses.count(200) <= 6, statuses
     assert statuses[-3:] == [429, 429, 429], statuses
     assert all(e.get("/simple/").status_code == 200 for e in cluster.edges)  # others unlimited
 

@@ -77,7 +77,7 @@ def collapse_key(ctx: Ctx) -> bytes:
     return ctx.ckey
 
 
-def start_fill(p: Pipeline, ctx: Ctx, stale: Entry | None) -> BusyObject:
+def start_fill(p: Pipeline, ctx: Ctx, stale: Entry | None) -> BusyObject | Entry:
     return p.fills.start(
         FetchSpec(
             ctx.ckey,

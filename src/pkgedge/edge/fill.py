@@ -79,12 +79,19 @@ class Fills:
     def busy(self, ckey: bytes) -> bool:
         return ckey in self.active or self.store.busy(ckey) is not None
 
-    def start(self, spec: FetchSpec) -> BusyObject:
-        """Start the fetch of ``spec.ckey``, or follow the one another worker started."""
+    def start(self, spec: FetchSpec) -> BusyObject | Entry:
+        """Start the fetch of ``spec.ckey``, or follow the one another worker started; or
+        the fresh object another worker stored between this request's look-up and the claim
+        (its claim was released when it stored it: the look-up is made again once claimed)."""
         objid = new_objid()
         owner = self.store.claim(spec.ckey, objid)
         if owner is not None and owner[0] != os.getpid():
             return RemoteFill(self.store, spec.ckey, owner[1])
+        if spec.stale is None:
+            _, entry = self.store.lookup(spec.primary, spec.req_map, spec.path)
+            if entry is not None and entry.ttl(time.time()) > 0:
+                self.store.unclaim(spec.ckey, objid)
+                return entry
         fill = Fill(self, objid, spec)
         self.active[spec.ckey] = fill
         fill.task = asyncio.get_running_loop().create_task(fill.run())

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from pkgedge.cache import policy
+from pkgedge.cache.entry import Entry
 from pkgedge.cache.keys import cache_path
 from pkgedge.edge import fetching as fe
 from pkgedge.edge import rulesrun as rr
@@ -158,7 +159,14 @@ async def miss(p: Pipeline, ctx: Ctx) -> Phase:
     if fill is None:
         if p.fills.fetching >= p.settings.max_origin_fetches:
             return fe.origin_busy(p, ctx)
-        fill = fe.start_fill(p, ctx, ctx.stale)
+        got = fe.start_fill(p, ctx, ctx.stale)
+        if isinstance(got, Entry):  # another worker stored it since this request looked
+            p.counters.add("collapsed")
+            ctx.entry = got
+            ttl = int(got.ttl(time.time()))
+            ctx.cache_status = f"pkgedge; hit; ttl={ttl}; detail=collapsed"
+            return Phase.DELIVER
+        fill = got
         ctx.collapsed = isinstance(fill, RemoteFill)  # another worker fetches it
     else:
         ctx.collapsed = True
@@ -210,8 +218,10 @@ async def fetch(p: Pipeline, ctx: Ctx) -> Phase:
         ctx.decide("pass", "not storable; own fetch")  # another waiter took the response
         return await fe.own_fetch(p, ctx)
     if fill.state is State.GONE:
-        if ctx.stale is not None and (fresh := fe.refreshed(p, ctx)) is not None:
-            ctx.entry = fresh  # another worker's fill revalidated it (304)
+        if (fresh := fe.refreshed(p, ctx)) is not None:
+            # another worker's fill stored it, or revalidated it (304), and was gone before
+            # this waiter looked again (its head is removed with the fill)
+            ctx.entry = fresh
             ctx.cache_status = f"pkgedge; hit; ttl={int(fresh.ttl(now))}; detail=collapsed"
             return Phase.DELIVER
         return await fe.own_fetch(p, ctx)
