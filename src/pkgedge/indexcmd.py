@@ -24,6 +24,12 @@ def _catalog(args: argparse.Namespace) -> Any:
     from pkgedge.index.catalog import Catalog
 
     settings = origin_settings(args, upstream="off")
+    default_db = f"sqlite:///{Path(settings.data_dir) / 'catalog.db'}"
+    if settings.database == default_db and not Path(settings.data_dir).is_dir():
+        raise PkgedgeError(
+            f"no data directory {settings.data_dir}: start `pkgedge up --data-dir "
+            f"{settings.data_dir}` (or `pkgedge origin`) once first, or give --data-dir"
+        )
     catalog = Catalog(settings.database)
     catalog.migrate()
     return settings, catalog

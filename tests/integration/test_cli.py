@@ -37,6 +37,16 @@ def test_bad_option_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
+def test_catalog_commands_without_a_data_directory_say_what_to_do(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    for cmd in (["token", "create"], ["yank", "x", "1.0"], ["project", "status", "x", "archived"]):
+        out = run(*cmd, "--data-dir", str(missing))
+        assert out.returncode == 2, (cmd, out.stderr)
+        assert f"no data directory {missing}: start `pkgedge up" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+    assert not missing.exists()  # nothing made behind the user's back
+
+
 def test_port_in_use_is_a_clear_error(tmp_path: Path, edge: EdgeProcess) -> None:
     port = edge.url.rsplit(":", 1)[1]
     out = run(
