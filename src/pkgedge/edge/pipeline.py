@@ -190,7 +190,7 @@ class Pipeline:
     ) -> None:
         """The log phase's work: protection's accounting and the access log."""
         self.counters.response(status, cache_status, sent)
-        if self.stats_log is not None and not (self.edges and self.edges.asks(req)):
+        if self.stats_log is not None and not self.edges.asks(req):
             # (a fill of another node of the cluster: its client was counted there)
             self.stats_log(req, status, sent, cache_status)
         if self.guard is not None:
