@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Protocol
 
-from pkgedge.cluster.link import DOWN, PREFIX, Client, log
+from pkgedge.cluster.link import PREFIX, Client, log, repeat
 
 KEY = PREFIX + "config"
 INTERVAL = 1.0
@@ -62,7 +62,6 @@ class ConfigSync:
         self.path = Path(cache_dir) / "cluster-config.json"
         self._publish = client.register_script(PUBLISH)
         self.taken, self.shared = self._load()
-        self._warned = False
 
     def __repr__(self) -> str:
         return f"<ConfigSync {self.node} id={self.taken}>"
@@ -116,12 +115,4 @@ class ConfigSync:
         return number
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.sync()
-                self._warned = False
-            except DOWN as exc:
-                if not self._warned:
-                    log.warning("redis unreachable (configuration): %s", exc)
-                self._warned = True
-            await asyncio.sleep(INTERVAL)
+        await repeat(self.sync, INTERVAL, "configuration")

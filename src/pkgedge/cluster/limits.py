@@ -13,12 +13,11 @@ only, and syncing resumes when it answers.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from pkgedge.cluster.link import DOWN, PREFIX, Client, log
+from pkgedge.cluster.link import PREFIX, Client, repeat
 from pkgedge.security.ratelimit import PenaltyBox, Store
 from pkgedge.security.shared import SharedStore
 
@@ -79,23 +78,12 @@ class LimitSync:
         self._spend = client.register_script(SPEND)
         self.last_penalty = "0-0"
         self.synced = 0
-        self._warned = False
 
     def __repr__(self) -> str:
         return f"<LimitSync {self.node} synced={self.synced}>"
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.sync()
-                if self._warned:
-                    log.warning("rate limits shared through redis again")
-                self._warned = False
-            except DOWN as exc:
-                if not self._warned:
-                    log.warning("redis unreachable (rate limits stay local): %s", exc)
-                self._warned = True
-            await asyncio.sleep(INTERVAL)
+        await repeat(self.sync, INTERVAL, "rate limits stay local")
 
     async def sync(self) -> None:
         when = time.time()

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -42,6 +43,31 @@ def connect(url: str, *, timeout: float | None = 2.0) -> Client:
     )
 
 
+async def repeat(
+    step: Callable[[], Awaitable[object]],
+    interval: float,
+    what: str,
+    on_down: Callable[[], None] | None = None,
+) -> None:
+    """Run ``step`` every ``interval`` seconds until cancelled. While Redis is down it says
+    so once (``what``: what goes on without it), calls ``on_down`` after each failure, and
+    says when Redis answers again: every periodic task of a node runs this way."""
+    down = False
+    while True:
+        try:
+            await step()
+            if down:
+                log.warning("redis is reachable again (%s)", what)
+            down = False
+        except DOWN as exc:
+            if on_down is not None:
+                on_down()
+            if not down:
+                log.warning("redis unreachable (%s): %s", what, exc)
+            down = True
+        await asyncio.sleep(interval)
+
+
 def tier(settings: EdgeSettings) -> str:
     return "edge" if settings.shield else "shield"
 
@@ -54,7 +80,6 @@ class Registry:
         self.tier = tier(settings)
         self.url = url  # where the other nodes reach this one (--peers redis)
         self.redis = client
-        self._warned = False
 
     def __repr__(self) -> str:
         return f"<Registry {self.name} tier={self.tier}>"
@@ -74,17 +99,7 @@ class Registry:
 
     async def run(self) -> None:
         """Beat until cancelled; a Redis outage is logged once and waited out."""
-        while True:
-            try:
-                await self.beat()
-                if self._warned:
-                    log.warning("redis is reachable again")
-                self._warned = False
-            except DOWN as exc:
-                if not self._warned:
-                    log.warning("redis unreachable (heartbeat): %s", exc)
-                self._warned = True
-            await asyncio.sleep(HEARTBEAT)
+        await repeat(self.beat, HEARTBEAT, "heartbeat")
 
     async def live(self) -> dict[str, str]:
         """Live nodes → their tier."""

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from pkgedge.cluster.config import ConfigSync, Versions
 from pkgedge.cluster.limits import Limiter, LimitSync
-from pkgedge.cluster.link import DOWN, Registry, connect, log
+from pkgedge.cluster.link import DOWN, Registry, connect, log, repeat
 from pkgedge.cluster.purges import Apply, Check, PurgeBus
 from pkgedge.cluster.signals import SignalSync
 from pkgedge.config import EdgeSettings
@@ -104,10 +104,11 @@ class Node:
 
     async def _peers(self, peers: PeerList) -> None:
         """Keep the tier's node list; while Redis is down the last one known stays."""
-        while True:
-            with contextlib.suppress(*DOWN):
-                peers.set_nodes(await self.registry.peers())
-            await asyncio.sleep(PEERS_EVERY)
+
+        async def look() -> None:
+            peers.set_nodes(await self.registry.peers())
+
+        await repeat(look, PEERS_EVERY, "peers: the last list known stays")
 
     async def _follow(self) -> None:
         await self.purges.follow(started=self._started)

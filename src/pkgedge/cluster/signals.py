@@ -29,12 +29,11 @@ observed meanwhile is not sent (the shared counts miss it). Clocks must agree (N
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Hashable
 from typing import Any
 
-from pkgedge.cluster.link import DOWN, PREFIX, Client, log
+from pkgedge.cluster.link import PREFIX, Client, repeat
 from pkgedge.security.sharedsignals import (
     CountRecord,
     DistinctFigure,
@@ -126,24 +125,14 @@ class SignalSync:
         self._count = client.register_script(COUNT)
         self._distinct = client.register_script(DISTINCT)
         self.synced = 0
-        self._warned = False
 
     def __repr__(self) -> str:
         return f"<SignalSync synced={self.synced}>"
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.sync()
-                if self._warned:
-                    log.warning("behaviour signals shared through redis again")
-                self._warned = False
-            except DOWN as exc:
-                self.shared.forget()
-                if not self._warned:
-                    log.warning("redis unreachable (behaviour signals stay local): %s", exc)
-                self._warned = True
-            await asyncio.sleep(INTERVAL)
+        await repeat(
+            self.sync, INTERVAL, "behaviour signals stay local", on_down=self.shared.forget
+        )
 
     async def sync(self) -> None:
         """Send what every detector observed since the last sync; take the cluster's

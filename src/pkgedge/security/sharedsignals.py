@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Hashable
+from typing import TYPE_CHECKING
 
 from pkgedge.security.signals import (
     CacheBusting,
@@ -46,6 +47,9 @@ from pkgedge.security.signals import (
     RepeatDownloads,
     SignalHit,
 )
+
+if TYPE_CHECKING:
+    from pkgedge.security.signals import _Distinct
 
 __all__ = [
     "PENDING_MAX",
@@ -221,6 +225,7 @@ class _SharedDistinct:
     cap: int
     settings: CountSettings
     REASON: str
+    _distinct: _Distinct
 
     def _init_shared(self) -> None:
         self.window, self.cap = self.settings.window, self.settings.max_entries
@@ -241,6 +246,10 @@ class _SharedDistinct:
         if count <= self._limit:
             return None
         return self._hit(client, count, new and count == self._limit + 1, r)
+
+    def _add(self, client: str, item: str, now: float) -> SignalHit | None:
+        count, new = self._distinct.add(client, item, now)
+        return self._shared(client, item, count, new, now)
 
     def _pend(self, client: str, item: str, now: float) -> None:
         if self._items < PENDING_MAX:
@@ -289,15 +298,7 @@ class SharedEnumeration(_SharedDistinct, Enumeration):
         self._init_shared()
 
     def observe(self, client: str, page: str, now: float) -> SignalHit | None:
-        count, new = self._distinct.add(client, page, now)
-        if new:  # _shared(), inlined: every index page
-            self._pend(client, page, now)
-        r = self.remote.get(client)
-        if r is not None and r[0] > count and now - r[1] < self.window:
-            return self._hit(client, int(r[0]), not r[2], r)
-        if count <= self._limit:
-            return None
-        return self._hit(client, count, new and count == self._limit + 1, r)
+        return self._add(client, page, now)
 
 
 class SharedBusting(_SharedDistinct, CacheBusting):
@@ -306,10 +307,6 @@ class SharedBusting(_SharedDistinct, CacheBusting):
     def __init__(self, settings: CountSettings | None = None) -> None:
         super().__init__(settings)
         self._init_shared()
-
-    def _add(self, client: str, item: str, now: float) -> SignalHit | None:
-        count, new = self._distinct.add(client, item, now)
-        return self._shared(client, item, count, new, now)
 
 
 class SharedSignals:
