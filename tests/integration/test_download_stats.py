@@ -58,7 +58,7 @@ def wait_for(check: Any, what: str) -> Any:
 
 def by(edge: EdgeProcess, name: str, query: str = "") -> dict[str, Any]:
     resp = edge.admin_request("GET", f"/stats/downloads/{name}?days=1{query}")
-    assert resp.status_code == 200, resp.text
+    assert resp.status_code == 200, resp.text + "\n" + edge.diagnostics()
     data: dict[str, Any] = resp.json()
     return data
 

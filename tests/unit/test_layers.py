@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 #: Lowest first. A module belongs to the longest prefix listed.
 LAYERS: list[set[str]] = [
-    {"pkgedge", "pkgedge.errors"},
+    {"pkgedge", "pkgedge.errors", "pkgedge.sqlite"},
     {"pkgedge.config"},
     {"pkgedge.http", "pkgedge.stats"},
     {"pkgedge.cache", "pkgedge.security", "pkgedge.rules"},

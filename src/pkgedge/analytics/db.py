@@ -5,12 +5,13 @@ postgresql+psycopg://...``), through SQLAlchemy as the origin's catalog does.
 
 Workers add counts with an upsert (``value + excluded``), so several workers write to the same
 rows; a replay replaces whole days (delete, insert) in one transaction, so replaying the same
-log twice gives the same rows. The table is created when missing (``create_all``): one table
+log twice gives the same rows. The table is created when missing (``IF NOT EXISTS``): one table
 whose shape only grows by new tables, so it needs no migrations yet.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,11 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from pkgedge.analytics.keys import KEY, Key
 from pkgedge.errors import ConfigError
+from pkgedge.sqlite import use_wal
 
 metadata = MetaData()
 daily = Table(
@@ -57,9 +60,9 @@ daily = Table(
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    use_wal(dbapi_conn)
     cursor = dbapi_conn.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
@@ -89,17 +92,29 @@ class Downloads:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._ready = False
+        self._lock = threading.Lock()
 
     def _create(self) -> None:
-        """Create the table when missing. Workers (and their threads) may race to it: the
-        loser's CREATE fails, and the table is there when it looks again."""
+        """Create the table and its indexes when missing. Workers (and their threads) race to
+        it on a fresh database, so each statement is ``IF NOT EXISTS`` (a check then a CREATE
+        loses the race: the other worker's table appears in between); one more try for
+        PostgreSQL, whose IF NOT EXISTS can still collide on the catalog's own keys."""
         if self._ready:
             return
-        try:
-            metadata.create_all(self.engine, checkfirst=True)
-        except sa_exc.DBAPIError:
-            metadata.create_all(self.engine, checkfirst=True)  # made meanwhile: checks pass
-        self._ready = True
+        with self._lock:
+            if self._ready:
+                return
+            try:
+                self._create_all()
+            except sa_exc.DBAPIError:
+                self._create_all()
+            self._ready = True
+
+    def _create_all(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(CreateTable(daily, if_not_exists=True))
+            for index in sorted(daily.indexes, key=lambda i: str(i.name)):
+                conn.execute(CreateIndex(index, if_not_exists=True))
 
     def _insert(self) -> Any:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite

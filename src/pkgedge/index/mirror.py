@@ -36,6 +36,7 @@ from pkgedge.index.model import FileRow, ProjectRow
 from pkgedge.index.responses import text
 from pkgedge.index.settings import OriginSettings
 from pkgedge.index.storage import BlobStorage
+from pkgedge.sqlite import use_wal
 
 if TYPE_CHECKING:
     from pkgedge.index.app import Origin
@@ -155,7 +156,7 @@ class Mirror:
         self._db = sqlite3.connect(
             root / "mirror.db", check_same_thread=False, isolation_level=None
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        use_wal(self._db)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS pages (project TEXT PRIMARY KEY, "
             "fetched REAL, expires REAL, etag TEXT, data TEXT)"

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from pkgedge.sqlite import use_wal
 from pkgedge.stats.counters import COUNTERS, Counters
 
 MINUTE_KEEP = 48 * 3600
@@ -43,7 +44,7 @@ class Rollups:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10.0)
-        db.execute("PRAGMA journal_mode=WAL")
+        use_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
         return db

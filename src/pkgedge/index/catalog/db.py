@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from pkgedge.index.catalog.errors import CatalogError
 from pkgedge.index.migrations import alembic_config
 from pkgedge.index.model import FileRow, ProjectRow, ReleaseRow, TokenRow
+from pkgedge.sqlite import use_wal
 
 __all__ = ["Database", "new_id", "utcnow"]
 
@@ -77,9 +78,9 @@ def _make_engine(url: str) -> tuple[Engine, str]:
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # transactions are begun by _sqlite_begin
+    use_wal(dbapi_conn)
     cursor = dbapi_conn.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
