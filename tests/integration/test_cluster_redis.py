@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pkgedge.cluster import config as cconfig
 from pkgedge.cluster import purges as cpurges
+from pkgedge.cluster.limits import LimitSync
 from pkgedge.cluster.link import Registry, connect
 from pkgedge.config import build_edge_settings
+from pkgedge.security.ratelimit import BucketSpec, PenaltyBox
 from support.redis import RedisServer, redis_server  # noqa: F401  (module fixture)
 
 
@@ -337,3 +341,41 @@ async def _config_steps(
     await b.sync()
     await a.sync()
     assert va.get(va.active()).source == "default"
+
+
+def test_limit_syncs_share_buckets_and_penalties_in_one_round_trip(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    spec = BucketSpec(rate=0.001, burst=10.0)
+
+    async def main() -> tuple[list[float], Any, Any]:
+        await _flush(redis_server.url)
+        clients = [connect(redis_server.url) for _ in range(2)]
+        boxes = [PenaltyBox(600.0), PenaltyBox(600.0)]
+        a, b = (
+            LimitSync(c, f"n{i}", [], {"abuse": box})
+            for i, (c, box) in enumerate(zip(clients, boxes, strict=True))
+        )
+        try:
+            now = time.time()
+            for _ in range(4):
+                a.buckets.take("k", 1.0, now, spec)
+            for _ in range(3):
+                b.buckets.take("k", 1.0, now, spec)
+            boxes[0].penalize("10.0.0.9", now, 60.0, "abuse")
+            await a.sync()
+            await clients[0].script_flush()  # a restarted Redis: the script is loaded again
+            await b.sync()  # spends and reads a's penalty: one pipeline
+            levels = [a.buckets.take("k", 0.0, time.time(), spec)[1]]
+            levels.append(b.buckets.take("k", 0.0, time.time(), spec)[1])
+            return levels, boxes[1].check("10.0.0.9", time.time()), boxes[0].check("x", now)
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    levels, given, none = asyncio.run(main())
+    # a saw its own 4 (settled at 6); b saw the 7 spent on both nodes (settled at 3)
+    assert levels[0] == pytest.approx(6.0, abs=0.01)
+    assert levels[1] == pytest.approx(3.0, abs=0.01)
+    assert given is not None and given.reason == "abuse"  # a's penalty reached b's box
+    assert none is None

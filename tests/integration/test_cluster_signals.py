@@ -113,6 +113,22 @@ def test_two_workers_catch_what_neither_sees_alone(redis_server: RedisServer) ->
     assert hit is not None and hit.reason == "cache-busting" and hit.value == 6
 
 
+def test_a_redis_that_lost_the_scripts_is_given_them_and_nothing_counts_twice(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    async def body(syncs: list[SignalSync]) -> list[Any]:
+        (a,) = syncs
+        got = [await a.counts("t-flush", 60.0, T0, {"k": [T0, T0 + 1, 3.0, 1.0]})]
+        await a.redis.script_flush()  # as a restarted Redis: NOSCRIPT for every call
+        got.append(await a.counts("t-flush", 60.0, T0 + 2, {"k": [T0 + 2, T0 + 2, 2.0, 0.0]}))
+        await a.redis.script_flush()
+        got.append(await a.distinct("t-flush", 60.0, 100, T0 + 3, {"c": {"x": T0 + 3}}))
+        return got
+
+    got = _with_syncs(redis_server.url, 1, body)
+    assert got == [{"k": (3.0, 1.0, T0)}, {"k": (5.0, 1.0, T0)}, {"c": (1.0, T0 + 3)}]
+
+
 # -- three edges ---------------------------------------------------------------------------
 
 

@@ -7,7 +7,8 @@ Every :data:`INTERVAL` seconds :class:`LimitSync` sends what was spent per bucke
 one atomic Lua script call (refill, subtract, keep the bucket as a hash ``pkgedge:bucket:KEY``
 with an expiry for when it is full again) and sets the local buckets to the shared levels it
 returns; penalties given here go to the stream ``pkgedge:penalties`` and those given
-elsewhere are read from it and put in the local boxes. Redis down: a warning, local buckets
+elsewhere are read from it and put in the local boxes; all three on one pipeline (one round
+trip). Redis down: a warning, local buckets
 only, and syncing resumes when it answers.
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
+
+from redis.exceptions import NoScriptError
 
 from pkgedge.cluster.link import PREFIX, Client, repeat
 from pkgedge.security.ratelimit import PenaltyBox, Store
@@ -86,30 +89,42 @@ class LimitSync:
         await repeat(self.sync, INTERVAL, "rate limits stay local")
 
     async def sync(self) -> None:
+        """Spend, publish this node's penalties and read the others': one pipeline (one
+        round trip; a second only when Redis lost the script)."""
         when = time.time()
         spent = self.buckets.drain()
-        if spent:
-            keys = list(spent)
-            args: list[Any] = [when]
-            for k in keys:
-                cost, spec = spent[k]
-                args += [cost, spec.rate, spec.burst]
-            levels = await self._spend(keys=[PREFIX + "bucket:" + k for k in keys], args=args)
+        keys = list(spent)
+        names = [PREFIX + "bucket:" + k for k in keys]
+        args: list[Any] = [when]
+        for k in keys:
+            cost, spec = spent[k]
+            args += [cost, spec.rate, spec.burst]
+        given = [(n, k, p) for n, s in self.stores.items() for k, p in s.drain_penalties().items()]
+        pipe = self.redis.pipeline(transaction=False)
+        if keys:
+            pipe.evalsha(self._spend.sha, len(names), *names, *args)
+        for box, key, p in given:
+            fields = {"box": box, "key": key, "until": repr(p.until), "reason": p.reason}
+            pipe.xadd(PENALTIES, {**fields, "node": self.node}, maxlen=_MAXLEN)
+        pipe.xread({PENALTIES: self.last_penalty}, count=1000)
+        results = await pipe.execute(raise_on_error=False)
+        if keys:
+            levels = results[0]
+            if isinstance(levels, NoScriptError):  # a restarted Redis: the call loads it
+                levels = await self._spend(keys=names, args=args)
+            elif isinstance(levels, Exception):
+                raise levels
             now = time.time()
             for k, level in zip(keys, levels, strict=True):
                 self.buckets.settle(k, float(level), when, now, spent[k][1])
             self.synced += len(keys)
-        given = [(n, k, p) for n, s in self.stores.items() for k, p in s.drain_penalties().items()]
-        if given:
-            pipe = self.redis.pipeline(transaction=False)
-            for box, key, p in given:
-                fields = {"box": box, "key": key, "until": repr(p.until), "reason": p.reason}
-                pipe.xadd(PENALTIES, {**fields, "node": self.node}, maxlen=_MAXLEN)
-            await pipe.execute()
-        await self._read_penalties()
+        for r in results[1 if keys else 0 :]:
+            if isinstance(r, Exception):
+                raise r
+        self._take_penalties(results[-1])
 
-    async def _read_penalties(self) -> None:
-        got = await self.redis.xread({PENALTIES: self.last_penalty}, count=1000)
+    def _take_penalties(self, got: Any) -> None:
+        """Put the penalties other nodes gave (an XREAD's answer) in the local boxes."""
         if not got:
             return
         now = time.time()

@@ -4,8 +4,8 @@ Each worker's guard runs the shared twins of its detectors
 (:mod:`pkgedge.security.sharedsignals`), which decide on the hit path with local tables.
 Every :data:`INTERVAL` seconds :class:`SignalSync` drains what they observed since the last
 sync and sends it to Redis, one atomic Lua script call per detector (and per
-:data:`CHUNK` keys), then hands the cluster's figures the script returns back to the
-detectors, whose next decisions use them:
+:data:`CHUNK` keys), all on one pipeline (one round trip), then hands the cluster's figures
+the scripts return back to the detectors, whose next decisions use them:
 
 * counts (repeat downloads per client and file, requests and 404s per client): a hash
   ``pkgedge:sig:REASON:KEY`` (``first``, ``last``, ``n``, ``m``). :data:`COUNT` adds a batch
@@ -30,8 +30,11 @@ observed meanwhile is not sent (the shared counts miss it). Clocks must agree (N
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from functools import partial
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from pkgedge.cluster.link import PREFIX, Client, repeat
 from pkgedge.security.sharedsignals import (
@@ -116,14 +119,17 @@ return out
 """
 
 
+#: one script call on the pipeline: (script's SHA1, keys, args, what takes its answer)
+_Call = tuple[str, list[str], list[Any], Callable[[list[Any]], None]]
+
+
 class SignalSync:
     """One per worker: share its guard's behaviour signals."""
 
     def __init__(self, client: Client, shared: SharedSignals) -> None:
         self.redis = client
         self.shared = shared
-        self._count = client.register_script(COUNT)
-        self._distinct = client.register_script(DISTINCT)
+        self._scripts = (client.register_script(COUNT), client.register_script(DISTINCT))
         self.synced = 0
 
     def __repr__(self) -> str:
@@ -136,46 +142,85 @@ class SignalSync:
 
     async def sync(self) -> None:
         """Send what every detector observed since the last sync; take the cluster's
-        figures back. (Everything is drained first: what a failed call held is not sent.)"""
+        figures back: every detector's script calls on one pipeline (one round trip).
+        (Everything is drained first: what a failed call held is not sent.)"""
         when = time.time()
-        counts = [(d, d.drain()) for d in self.shared.counts]
-        distinct = [(d, d.drain()) for d in self.shared.distinct]
-        for det, batch in counts:
+        calls: list[_Call] = []
+        settles: list[Callable[[float], None]] = []
+        for det in self.shared.counts:
+            batch = det.drain()
             if batch:
-                records = await self.counts(det.REASON, det.window, when, batch)
-                det.settle(records, time.time())
-        for ddet, items in distinct:
+                records: dict[Hashable, CountRecord] = {}
+                calls += self._count_calls(det.REASON, det.window, when, batch, records)
+                settles.append(partial(det.settle, records))
+        for ddet in self.shared.distinct:
+            items = ddet.drain()
             if items:
+                figures: dict[str, DistinctFigure] = {}
                 cap = distinct_cap(ddet.settings.limit)
-                figures = await self.distinct(ddet.REASON, ddet.window, cap, when, items)
-                ddet.settle(figures, time.time())
+                calls += self._distinct_calls(ddet.REASON, ddet.window, cap, when, items, figures)
+                settles.append(partial(ddet.settle, figures))
+        if not calls:
+            return
+        await self._execute(calls)
+        now = time.time()
+        for settle in settles:
+            settle(now)
 
     async def counts(
         self, reason: str, window: float, when: float, batch: dict[Hashable, list[float]]
     ) -> dict[Hashable, CountRecord]:
         """Add ``batch`` (key → first, last, events, misses) to the shared records."""
-        keys = list(batch)
         out: dict[Hashable, CountRecord] = {}
-        for start in range(0, len(keys), CHUNK):
-            part = keys[start : start + CHUNK]
-            args: list[Any] = [when, window]
-            for k in part:
-                args += batch[k]
-            names = [f"{SIG}{reason}:{count_key(k)}" for k in part]
-            got = await self._count(keys=names, args=args)
-            for i, k in enumerate(part):
-                events = float(got[3 * i])
-                if events:
-                    out[k] = (events, float(got[3 * i + 1]), float(got[3 * i + 2]))
-        self.synced += len(keys)
+        await self._execute(self._count_calls(reason, window, when, batch, out))
         return out
 
     async def distinct(
         self, reason: str, window: float, cap: int, when: float, batch: dict[str, dict[str, float]]
     ) -> dict[str, DistinctFigure]:
         """Add ``batch`` (client → item → last seen) to the shared sets."""
-        clients = list(batch)
         out: dict[str, DistinctFigure] = {}
+        await self._execute(self._distinct_calls(reason, window, cap, when, batch, out))
+        return out
+
+    def _count_calls(
+        self,
+        reason: str,
+        window: float,
+        when: float,
+        batch: dict[Hashable, list[float]],
+        out: dict[Hashable, CountRecord],
+    ) -> list[_Call]:
+        keys = list(batch)
+        calls: list[_Call] = []
+        for start in range(0, len(keys), CHUNK):
+            part = keys[start : start + CHUNK]
+            args: list[Any] = [when, window]
+            for k in part:
+                args += batch[k]
+
+            def take(got: list[Any], part: list[Hashable] = part) -> None:
+                for i, k in enumerate(part):
+                    events = float(got[3 * i])
+                    if events:
+                        out[k] = (events, float(got[3 * i + 1]), float(got[3 * i + 2]))
+
+            names = [f"{SIG}{reason}:{count_key(k)}" for k in part]
+            calls.append((self._scripts[0].sha, names, args, take))
+        self.synced += len(keys)
+        return calls
+
+    def _distinct_calls(
+        self,
+        reason: str,
+        window: float,
+        cap: int,
+        when: float,
+        batch: dict[str, dict[str, float]],
+        out: dict[str, DistinctFigure],
+    ) -> list[_Call]:
+        clients = list(batch)
+        calls: list[_Call] = []
         for start in range(0, len(clients), CHUNK):
             part = clients[start : start + CHUNK]
             args: list[Any] = [when, window, cap]
@@ -184,8 +229,36 @@ class SignalSync:
                 args.append(len(items))
                 for item, seen in items.items():
                     args += [seen, item_hash(item)]
-            got = await self._distinct(keys=[f"{SIG}{reason}:{c}" for c in part], args=args)
-            for i, c in enumerate(part):
-                out[c] = (float(got[2 * i]), float(got[2 * i + 1]))
+
+            def take(got: list[Any], part: list[str] = part) -> None:
+                for i, c in enumerate(part):
+                    out[c] = (float(got[2 * i]), float(got[2 * i + 1]))
+
+            calls.append((self._scripts[1].sha, [f"{SIG}{reason}:{c}" for c in part], args, take))
         self.synced += len(clients)
-        return out
+        return calls
+
+    async def _execute(self, calls: list[_Call]) -> None:
+        """Run ``calls`` on one pipeline and give each its answer. A Redis that lost the
+        scripts (restarted) answers NOSCRIPT: they are loaded and only those calls sent
+        again (a call that ran must not run twice: it adds its counts)."""
+        results = await self._pipeline(calls)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            for script in self._scripts:
+                await self.redis.script_load(script.script)
+            again = await self._pipeline([calls[i] for i in missing])
+            for i, r in zip(missing, again, strict=True):
+                results[i] = r
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        for call, got in zip(calls, results, strict=True):
+            call[3](got)
+
+    async def _pipeline(self, calls: list[_Call]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for sha, keys, args, _ in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
