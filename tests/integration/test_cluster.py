@@ -240,6 +240,44 @@ def test_the_rules_rate_limit_counters_are_shared(cluster: Cluster) -> None:
     assert all(e.get("/simple/").status_code == 200 for e in cluster.edges)  # others unlimited
 
 
+def test_a_table_edited_on_one_node_is_edited_on_every_node(cluster: Cluster) -> None:
+    text = (
+        'table notes { "greeting": "hello" }\n'
+        'sub deliver { set resp.http.x-note = notes["greeting"]; }\n'
+    )
+    edge = cluster.edges[0]
+    made = edge.admin_request("POST", "/config/versions", json={"source": text})
+    assert made.status_code == 201, made.text
+    done = edge.admin_request("POST", "/config/activate", json={"version": made.json()["version"]})
+    assert done.status_code == 200, done.text
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_active_source(n) != text for n in cluster.nodes):
+        time.sleep(0.2)
+    assert all(_active_source(n) == text for n in cluster.nodes)
+    put = cluster.edges[1].admin_request(
+        "PUT", "/config/tables/notes", json={"greeting": "bonjour"}
+    )
+    assert put.status_code == 200, put.text
+
+    def notes(node: EdgeProcess) -> object:
+        return node.admin_request("GET", "/config/tables/notes").json()
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        notes(n) != {"greeting": "bonjour"} for n in cluster.nodes
+    ):
+        time.sleep(0.2)
+    assert [notes(n) for n in cluster.nodes] == [{"greeting": "bonjour"}] * len(cluster.nodes)
+    deadline = time.monotonic() + 5  # every worker reads the new contents within a second
+    seen: list[str | None] = []
+    while time.monotonic() < deadline:
+        seen = [e.get("/simple/").headers.get("x-note") for e in cluster.edges]
+        if seen == ["bonjour"] * 3:
+            break
+        time.sleep(0.2)
+    assert seen == ["bonjour"] * 3
+
+
 def test_an_edge_restarted_after_missing_purges_serves_no_purged_object(
     cluster: Cluster,
 ) -> None:

@@ -17,9 +17,11 @@ import pytest
 
 from pkgedge.cluster import config as cconfig
 from pkgedge.cluster import purges as cpurges
+from pkgedge.cluster import tables as ctables
 from pkgedge.cluster.limits import LimitSync
 from pkgedge.cluster.link import Registry, connect
 from pkgedge.config import build_edge_settings
+from pkgedge.edge.versions import VersionStore
 from pkgedge.security.ratelimit import BucketSpec, PenaltyBox
 from support.redis import RedisServer, redis_server  # noqa: F401  (module fixture)
 
@@ -379,3 +381,96 @@ def test_limit_syncs_share_buckets_and_penalties_in_one_round_trip(
     assert levels[1] == pytest.approx(3.0, abs=0.01)
     assert given is not None and given.reason == "abuse"  # a's penalty reached b's box
     assert none is None
+
+
+TABLES_V = """\
+table notes { "a": "1" }
+acl staff { "192.0.2.0/24"; }
+sub deliver { set resp.http.x-note = notes["a"]; }
+"""
+
+
+def test_table_edits_reach_every_node_once_and_the_first_published_wins(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    run(lambda: _flush(redis_server.url))
+    stores = []
+    for name in ("a", "b", "c"):
+        store = VersionStore(tmp_path / name)
+        store.activate(store.create(TABLES_V, "me"), "me")
+        stores.append(store)
+    sa, sb, sc = stores
+
+    async def scenario() -> None:
+        clients = [connect(redis_server.url) for _ in stores]
+        a, b, c = (
+            ctables.TableSync(cl, n, s, str(tmp_path / n))
+            for cl, n, s in zip(clients, "abc", stores, strict=True)
+        )
+        try:
+            for sync in (a, b, c):
+                await sync.sync()  # nothing edited: nothing published
+            assert await clients[0].hgetall(ctables.IDS) == {}
+            sa.set_table("notes", {"a": "2", "b": "x"}, "alice")
+            await a.sync()  # published
+            assert sa.table_edits() == []
+            await b.sync()  # taken
+            assert sb.tables()["notes"] == {"a": "2", "b": "x"}
+            assert sb.table_edits() == []  # not marked: it does not bounce back
+            await b.sync()
+            await a.sync()
+            assert await clients[0].hget(ctables.IDS, "notes") == b"1"
+            # b and c edit the same table before either syncs: b's reaches Redis first
+            sb.set_table("notes", {"a": "b"}, "bob")
+            sc.set_table("notes", {"a": "c"}, "carol")
+            sb.set_table("staff", ["198.51.100.7"], "bob")
+            await b.sync()
+            await c.sync()  # takes b's edit; its own is dropped
+            await a.sync()
+            for s in stores:
+                assert s.tables()["notes"] == {"a": "b"}
+                assert s.tables()["staff"] == ["198.51.100.7"]
+                assert s.table_edits() == []
+            # a node restarted takes what it missed from its saved ids
+            sb.set_table("notes", {"a": "later"}, "bob")
+            await b.sync()
+            fresh = ctables.TableSync(clients[0], "a", sa, str(tmp_path / "a"))
+            assert fresh.taken == a.taken
+            await fresh.sync()
+            assert sa.tables()["notes"] == {"a": "later"}
+        finally:
+            for cl in clients:
+                await cl.aclose()
+
+    run(scenario)
+
+
+def test_a_table_edit_the_node_cannot_apply_is_left_with_a_warning(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run(lambda: _flush(redis_server.url))
+    sa, sb = VersionStore(tmp_path / "a"), VersionStore(tmp_path / "b")
+    sa.activate(sa.create(TABLES_V, "me"), "me")
+    sb.ensure()  # the default configuration: no table "notes"
+
+    async def scenario() -> None:
+        ca, cb = connect(redis_server.url), connect(redis_server.url)
+        a = ctables.TableSync(ca, "a", sa, str(tmp_path / "a"))
+        b = ctables.TableSync(cb, "b", sb, str(tmp_path / "b"))
+        try:
+            sa.set_table("notes", {"a": "2"}, "alice")
+            await a.sync()
+            await b.sync()  # warns, keeps serving, does not ask again
+            await b.sync()
+        finally:
+            await ca.aclose()
+            await cb.aclose()
+
+    with caplog.at_level("WARNING", logger="pkgedge.cluster"):
+        run(scenario)
+    warned = [r.getMessage() for r in caplog.records if "not applied here" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert "notes" not in sb.tables()

@@ -12,8 +12,9 @@ and at its own active version:
   API, ``--rules FILE`` at start): it is published with the next ``id``.
 
 So the last activation anywhere wins, a node that was down takes the cluster's text when it
-returns (unless it was itself changed meanwhile: then it publishes its own), and live table
-contents stay per node. The rules watcher of every worker then swaps versions within a second.
+returns (unless it was itself changed meanwhile: then it publishes its own). Live table
+contents follow right after, in the same step (:mod:`pkgedge.cluster.tables`). The rules
+watcher of every worker then swaps versions within a second.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pkgedge.cluster.link import PREFIX, Client, log, repeat
+from pkgedge.cluster.tables import TableStore, TableSync
 
 KEY = PREFIX + "config"
 INTERVAL = 1.0
@@ -41,8 +43,9 @@ class _Version(Protocol):
     def source(self) -> str: ...
 
 
-class Versions(Protocol):
-    """What this module uses of :class:`pkgedge.edge.versions.VersionStore`."""
+class Versions(TableStore, Protocol):
+    """What this module (and :mod:`pkgedge.cluster.tables`) uses of
+    :class:`pkgedge.edge.versions.VersionStore`."""
 
     def active(self) -> int: ...
     def get(self, number: int) -> _Version: ...
@@ -55,8 +58,16 @@ class Versions(Protocol):
 class ConfigSync:
     """Worker 0's: the active configuration's text, shared."""
 
-    def __init__(self, client: Client, node: str, versions: Versions, cache_dir: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        node: str,
+        versions: Versions,
+        cache_dir: str,
+        tables: TableSync | None = None,
+    ) -> None:
         self.redis = client
+        self.tables = tables  # synced right after the text (cluster/tables.py)
         self.node = node
         self.versions = versions
         self.path = Path(cache_dir) / "cluster-config.json"
@@ -114,5 +125,10 @@ class ConfigSync:
         v.activate(number, author, "cluster")
         return number
 
+    async def step(self) -> None:
+        await self.sync()
+        if self.tables is not None:
+            await self.tables.sync()
+
     async def run(self) -> None:
-        await repeat(self.sync, INTERVAL, "configuration")
+        await repeat(self.step, INTERVAL, "configuration")

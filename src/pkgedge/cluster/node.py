@@ -1,6 +1,6 @@
 """What one worker of a node with ``--redis`` runs: the registry's heartbeat, the purge
-stream's follower and the configuration's sync (worker 0), purge publishing (every worker),
-the shared limits and behaviour signals (every worker with protection on) and, with
+stream's follower and the configuration's and live tables' sync (worker 0), purge publishing
+(every worker), the shared limits and behaviour signals (every worker with protection on) and, with
 ``--peers redis``, the tier's node list (every worker, once a second: edge/peers.py)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pkgedge.cluster.limits import Limiter, LimitSync
 from pkgedge.cluster.link import DOWN, Registry, connect, log, repeat
 from pkgedge.cluster.purges import Apply, Check, PurgeBus
 from pkgedge.cluster.signals import SignalSync
+from pkgedge.cluster.tables import TableSync
 from pkgedge.config import EdgeSettings
 from pkgedge.security.ratelimit import PenaltyBox
 from pkgedge.security.sharedsignals import SharedSignals
@@ -71,7 +72,13 @@ class Node:
         )
         self.signals = SignalSync(self.redis, signals) if signals is not None else None
         self.config = (
-            ConfigSync(self.redis, settings.node_name, versions, settings.cache_dir)
+            ConfigSync(
+                self.redis,
+                settings.node_name,
+                versions,
+                settings.cache_dir,
+                TableSync(self.redis, settings.node_name, versions, settings.cache_dir),
+            )
             if versions is not None and row == 0
             else None
         )

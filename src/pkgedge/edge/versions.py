@@ -97,6 +97,7 @@ class VersionStore:
         self.backends = None if backends is None else tuple(backends)
         self.versions_dir = self.dir / "versions"
         self.tables_dir = self.dir / "tables"
+        self.outbox_dir = self.dir / "tables-outbox"  # edits made here, for the cluster
         self.active_path = self.dir / "active"
         self.log_path = self.dir / "activations.log"
         self.lock_path = self.dir / ".lock"
@@ -335,9 +336,13 @@ class VersionStore:
         )
         return {k: current[k] for k in sorted(rules.declared)}
 
-    def set_table(self, name: str, data: Mapping[str, str] | list[str], author: str) -> int:
+    def set_table(
+        self, name: str, data: Mapping[str, str] | list[str], author: str, *, share: bool = True
+    ) -> int:
         """Replace a table's or an ACL's live contents for the active version (TableError when
-        they do not fit it); the active version's number."""
+        they do not fit it); the active version's number. ``share``: an edit made here, which
+        a node with ``--redis`` publishes to the others (``cluster/tables.py``); not one that
+        came from them."""
         if not isinstance(name, str) or not _TABLE_NAME.match(name):
             raise VersionError(f"not a table name: {name!r}")
         with locked(self.lock_path):
@@ -347,8 +352,31 @@ class VersionStore:
             folder = self.tables_dir / str(number)
             private_dir(folder)
             write_atomic(folder / f"{name}.json", json.dumps(data, indent=0).encode())
+            if share:
+                self.mark_edit(name)
             self._point(number)  # the serial tells every worker
         return number
+
+    # -- table edits to share (cluster/tables.py) ---------------------------------------------
+    def table_edits(self) -> list[str]:
+        """The tables edited here since their edit was last taken (:meth:`take_edit`)."""
+        try:
+            return sorted(p.name for p in self.outbox_dir.iterdir() if _TABLE_NAME.match(p.name))
+        except OSError:
+            return []
+
+    def mark_edit(self, name: str) -> None:
+        private_dir(self.outbox_dir)
+        (self.outbox_dir / name).touch()
+
+    def take_edit(self, name: str) -> bool:
+        """Forget the mark of ``name``'s edit (before its contents are read and sent: an edit
+        made meanwhile marks it again); whether it was marked."""
+        try:
+            (self.outbox_dir / name).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def _carry_tables(self, old: int, new: int, rules: Rules) -> None:
         """Keep live edits across an activation: a table the new version declares with the
