@@ -111,6 +111,7 @@ async def worker_main(
             advertised(settings, client_sock),
         )
         admin.purge_via = node.purges.publish
+        pipeline.backend.shared_hosts = node.hosts
         await node.start()
 
     def tick() -> None:

@@ -3,6 +3,8 @@ against a real redis-server, then three real edges (127.0.0.2-4, each with --red
 of the test upstream index, one topology for the module. A client that busts the cache
 across the edges, below the limit (50 distinct queries in 600 s) on each, is blocked on all;
 with Redis stopped the edges keep serving and the signals count locally; then sharing resumes.
+The same edges show the file hosts shared too: a page's files are served by the nodes that
+never saw the page (cluster/hosts.py).
 
 Clients are told apart by X-Forwarded-For (the edges trust 127.0.0.0/8), one address per test:
 a blocked client stays blocked for 900 s.
@@ -11,6 +13,8 @@ a blocked client stays blocked for 900 s.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -145,7 +149,8 @@ def cluster(
     redis_server: RedisServer,  # noqa: F811
 ) -> Iterator[Edges]:
     tmp = tmp_path_factory.mktemp("signals")
-    origin = populate_default(UpstreamIndex(tmp / "origin-dists")).start()
+    # files on a second host: pages link them as /+f/... (the file hosts test)
+    origin = populate_default(UpstreamIndex(tmp / "origin-dists", file_host=True)).start()
     edges = [
         EdgeProcess(
             origin.index_url,
@@ -239,3 +244,20 @@ def test_with_redis_down_edges_serve_and_count_locally_then_share_again(
     sent = _spread_until_blocked(edges, client)
     assert max(sent) < LIMIT, sent
     _blocked_everywhere(edges, client)
+
+
+def test_a_page_s_files_are_served_by_nodes_that_never_saw_the_page(cluster: Edges) -> None:
+    """Behind a load balancer the page and its files reach different nodes: a node that never
+    served the page learns its file host from Redis instead of answering 404."""
+    first, *others = cluster.edges
+    page = first.get("/simple/beta/", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    links = re.findall(rb'href="([^"]+)"', page.content)
+    assert links and all(link.startswith(b"/+f/http/127.0.0.1:") for link in links), links
+    for i, edge in enumerate(others):
+        target, _, digest = links[i % len(links)].decode().partition("#sha256=")
+        got = edge.get(target)
+        assert got.status_code == 200, (edge, target, got.text)
+        assert hashlib.sha256(got.content).hexdigest() == digest
+    # a host no node learnt is still refused (the edge is no open proxy)
+    assert others[0].get("/+f/http/127.0.0.1:9/x-1.0.tar.gz").status_code == 404

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from pkgedge.cluster.config import ConfigSync, Versions
+from pkgedge.cluster.hosts import SharedHosts
 from pkgedge.cluster.limits import Limiter, LimitSync
 from pkgedge.cluster.link import DOWN, Registry, connect, log, repeat
 from pkgedge.cluster.purges import Apply, Check, PurgeBus
@@ -70,6 +71,7 @@ class Node:
             if limiters or boxes
             else None
         )
+        self.hosts = SharedHosts(self.redis)  # the file hosts every node learnt
         self.signals = SignalSync(self.redis, signals) if signals is not None else None
         self.config = (
             ConfigSync(

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pkgedge.cache.keys import simple_variant
 from pkgedge.cache.store import Store
+from pkgedge.cluster.hosts import SharedHosts
 from pkgedge.config import EdgeSettings, parse_backends
 from pkgedge.edge import shield
 from pkgedge.edge.director import Director
@@ -79,6 +80,10 @@ class Backend:
         self.named = {name: Rewriter(url) for name, url in settings.backends.items()}
         self._pools: dict[str, UpstreamPool] = {}
         self._hosts: set[str] = set()
+        #: the file hosts every node learnt (``--redis``: cluster/hosts.py), and those learnt
+        #: here not yet told to it
+        self.shared_hosts: SharedHosts | None = None
+        self._unshared: set[str] = set()
         #: given to every pool: told each origin request's latency (stats)
         self.observe: Callable[[float], None] | None = None
         #: counts a named event (the pipeline sets it to its counters' add)
@@ -114,6 +119,18 @@ class Backend:
         if path.startswith(FILE_PREFIX) and not self._host_ok(route[0]):
             return None
         return route
+
+    async def route_shared(self, path: str) -> tuple[str, str] | None:
+        """:meth:`route` of a path it refused, once more after looking whether another node
+        learnt its file host (``--redis``): None when none did."""
+        if self.shared_hosts is None or not path.startswith(FILE_PREFIX):
+            return None
+        up = self.rewriter.upstream_url(path)
+        if up is None or not await self.shared_hosts.known(up[0]):
+            return None
+        self._hosts.add(up[0])
+        self.store.allow_host(up[0])
+        return self.route(path)
 
     def _host_ok(self, origin: str) -> bool:
         if origin in self._hosts:
@@ -214,16 +231,26 @@ class Backend:
 
     def rewrite_page(self, body: bytes, ctype: str, page_url: str) -> bytes:
         new, origins = self.rewriter.rewrite_body(body, ctype, page_url)
-        for origin in origins - self._hosts:
-            self.store.allow_host(origin)
-            self._hosts.add(origin)
+        self._learn(origins)
         return new
 
     def learn_hosts(self, body: bytes) -> None:
         """The foreign file hosts a page in edge form links (a peer's answer)."""
-        for origin in foreign_origins(body) - self._hosts:
+        self._learn(foreign_origins(body))
+
+    def _learn(self, origins: set[str]) -> None:
+        for origin in origins - self._hosts:
             self.store.allow_host(origin)
             self._hosts.add(origin)
+            if self.shared_hosts is not None:
+                self._unshared.add(origin)
+
+    async def share_hosts(self) -> None:
+        """Tell the other nodes the file hosts learnt here since the last call: before the
+        page linking them is answered, as a client's next request may reach another node."""
+        if self._unshared and self.shared_hosts is not None:
+            hosts, self._unshared = self._unshared, set()
+            await self.shared_hosts.add(hosts)
 
     def rewrite_location(self, headers: Headers, page_url: str) -> Headers:
         return [

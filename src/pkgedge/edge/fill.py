@@ -265,6 +265,7 @@ class Fill(BusyState):
                 backend.learn_hosts(body)
             else:
                 body = backend.rewrite_page(body, ctype, page_url)
+            await backend.share_hosts()
             self.length = len(body)
         await self._write_body(resp, body)
         lifetime, swr, sie = fr.lifetime, fr.swr, fr.sie

@@ -52,6 +52,8 @@ async def recv(p: Pipeline, ctx: Ctx) -> Phase:
     ctx.path = path = cache_path(req.target)
     route = p.backend.route(path, ctx.backend)
     if route is None:
+        route = await p.backend.route_shared(path)  # a file host another node learnt
+    if route is None:
         p.counters.add("client_errors")
         return ctx.fail(404, "not found: this edge serves only its index")
     ctx.origin, ctx.target = route
