@@ -103,12 +103,12 @@ async def worker_main(
             row,
             admin.check_purge,
             admin.purge,
-            limiters,
-            boxes,
-            watcher.store,
-            signals,
-            pipeline.backend.peers,
-            advertised(settings, client_sock),
+            limiters=limiters,
+            boxes=boxes,
+            versions=watcher.store,
+            signals=signals,
+            peers=pipeline.backend.peers,
+            url=advertised(settings, client_sock),
         )
         admin.purge_via = node.purges.publish
         pipeline.backend.shared_hosts = node.hosts

@@ -40,6 +40,7 @@ class Node:
         row: int,
         check: Check,
         apply: Apply,
+        *,
         limiters: Sequence[Limiter] = (),
         boxes: dict[str, PenaltyBox] | None = None,
         versions: Versions | None = None,
