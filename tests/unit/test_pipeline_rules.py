@@ -588,3 +588,42 @@ def test_a_deliver_sub_reading_the_backend_recv_chose_is_not_replayed_across_cli
     assert [seen("10.1.2.3") for _ in range(3)] == ["mirror"] * 3
     assert [seen("192.0.2.1") for _ in range(2)] == ["", ""]
     assert origin.count == 1
+
+
+def test_replays_keep_only_the_recv_edits_the_live_subs_read(edge: Any) -> None:
+    """A remembered recv keeps its edits of the request fields the live deliver and log subs
+    read (set, append, unset; names as written in either sub): the replays see those fields
+    as recv left them, and never replay the others (nothing reads them)."""
+    pipeline, origin = edge
+    origin.add("/simple/a/", headers=PAGE, body=BODY)
+    use(
+        pipeline,
+        "sub recv {\n"
+        '  set req.http.x-c = "unread"; set req.http.X-A = "1";\n'
+        '  append req.http.x-b = "recv"; unset req.http.cookie;\n'
+        "}\n"
+        "sub deliver {\n"
+        '  if (obj.age > obj.ttl) { set resp.http.x-old = "1"; }\n'
+        "  set resp.http.x-a = req.http.x-a;\n"
+        '  if (defined(req.http.Cookie)) { set resp.http.x-cookie = "kept"; }\n'
+        "}\n"
+        'sub log { log "b=" + req.http.x-b; }\n',
+    )
+    rs = pipeline.ruleset
+    assert rs.live_deliver and rs.live_log and rs.deliver_limits is None
+    assert rs.live_fields == {"x-a", "x-b", "cookie"}
+    lines: list[list[str]] = []
+    pipeline.hooks.on_rules_log(lambda req, got: lines.append(list(got)))
+
+    async def go() -> list[tuple[bool, str, str]]:
+        out = []
+        for _ in range(4):
+            req = request("/simple/a/", x_b="client", cookie="c=1")
+            took, _, h = await send(pipeline, req)
+            out.append((took, h.get("x-a", ""), h.get("x-cookie", "")))
+        return out
+
+    assert run(go()) == [(False, "1", ""), (False, "1", ""), (True, "1", ""), (True, "1", "")]
+    assert lines == [["b=client, recv"]] * 4
+    [(_, edits, _)] = pipeline._recv_memo.values()
+    assert edits == (("set", "x-a", "1"), ("append", "x-b", "recv"), ("unset", "cookie", ""))

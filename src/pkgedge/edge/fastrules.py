@@ -37,8 +37,9 @@ RECV_MEMO_MAX = 20_000
 
 
 #: What a live recv decided for a plain look-up: the memo inputs after it (see
-#: :meth:`Ruleset.inputs_after`), its request-field edits (op, name, value) and the backend
-#: it chose: what the live deliver and log subs of a replay read of the request.
+#: :meth:`Ruleset.inputs_after`), its edits (op, name, value) of the request fields the live
+#: deliver and log subs read (:attr:`Ruleset.live_fields`: the others cannot change what
+#: they decide) and the backend it chose: what those subs of a replay read of the request.
 Recv = tuple[tuple[object, ...], tuple[tuple[str, str, str], ...], str]
 
 
@@ -68,7 +69,10 @@ def fast_recv(
         return None
     if any(e[0] == "req" and e[2] in _FAST_FIELDS for e in env.edits):
         return None
-    edits = tuple((op, name, value) for scope, op, name, value in env.edits if scope == "req")
+    live = ruleset.live_fields
+    edits = tuple(
+        (op, name, value) for scope, op, name, value in env.edits if scope == "req" and name in live
+    )
     decided = (ruleset.inputs_after(env), edits, env.backend)
     if not env.effects and not env.log_lines:
         if len(memo) >= RECV_MEMO_MAX:
@@ -146,11 +150,13 @@ def fast_deliver(
     ruleset: Ruleset,
     entry: Entry,
     stored: Stored,
-    now: float,
+    age: float,
+    ttl: float,
     recv: Recv | None,
 ) -> bytes | None:
     """Run a live deliver sub (one that reads ``obj.ttl``/``obj.age`` or logs) on a replay:
     the head prefix with its edits, or None to let the phases answer (restart, rules error).
+    ``age`` and ``ttl``: the stored object's now (the caller has them for the head).
 
     The fields the sub reads are the memo's (:class:`~pkgedge.edge.fastpath.Stored`), and the
     head prefix is rebuilt only when the edits (or the status) differ from the last replay's:
@@ -159,10 +165,8 @@ def fast_deliver(
     reads in the memo's key) is not run at all while the age and TTL stay between the limits
     around the last run's (``stored.window``)."""
     window = stored.window
-    if window is not None:
-        age, ttl = entry.age(now), entry.ttl(now)
-        if window[0] < age < window[1] and window[2] < ttl < window[3]:
-            return stored.prefix  # the sub would decide as last time
+    if window is not None and window[0] < age < window[1] and window[2] < ttl < window[3]:
+        return stored.prefix  # the sub would decide as last time
     runner = ruleset.rules.runners["deliver"]
     assert runner is not None
     env = replay_env(p, req, ruleset, recv)
@@ -172,7 +176,7 @@ def fast_deliver(
     if obj is None:
         obj = stored.obj = as_map(entry.headers)
         stored.resp = as_map(stored.headers)
-    env.obj_status, env.obj_ttl, env.obj_age = entry.status, entry.ttl(now), entry.age(now)
+    env.obj_status, env.obj_ttl, env.obj_age = entry.status, ttl, age
     env.obj_headers = obj
     env.resp_status, env.resp_headers, env.cache_state = status, dict(stored.resp), "hit"
     try:
@@ -196,7 +200,7 @@ def fast_deliver(
             headers = edited(headers, resp)
         stored.edits, stored.prefix = key, head_prefix(env.resp_status or status, headers)
     limits = ruleset.deliver_limits
-    stored.window = None if limits is None else _window(env.obj_age, env.obj_ttl, limits)
+    stored.window = None if limits is None else _window(age, ttl, limits)
     return stored.prefix
 
 

@@ -123,12 +123,13 @@ class Pipeline:
         body = self.memory.get(mkey) if entry.size else _EMPTY
         if body is None:
             return False
+        age = entry.age(now)
         if rs.live_deliver:
-            live = fr.fast_deliver(self, req, rs, entry, stored, now, after)
+            live = fr.fast_deliver(self, req, rs, entry, stored, age, ttl, after)
             if live is None:
                 return False
             prefix = live
-        head = hit_head(prefix, int(entry.age(now)), int(ttl), len(body), not req.keep_alive)
+        head = hit_head(prefix, int(age), int(ttl), len(body), not req.keep_alive)
         sent = send(client, head, body)
         slots = self._slots
         slots[self._i_hits] += 1

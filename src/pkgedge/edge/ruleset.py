@@ -13,10 +13,11 @@ tables are unchanged. The fast path replays what delivery wrote for a fresh hit,
   ``Accept-Encoding``) or has side effects (``ratelimit``, ``log``), or when a live
   ``deliver`` or ``log`` sub follows it (they read the request as recv left it), runs *live*
   on the fast path (:attr:`Ruleset.live_recv`): on every request, or looked up in a memo of
-  its plain look-ups decided without side effects, keyed by what it read (with its request
-  edits and backend, replayed for the live subs). Anything but a plain look-up (an answer,
-  a new URL, a changed ``Accept``/``Accept-Encoding`` or a field that takes requests off the
-  fast path) hands the request, with what recv decided, to the phases;
+  its plain look-ups decided without side effects, keyed by what it read (with its edits of
+  the request fields the live subs read, :attr:`Ruleset.live_fields`, and its backend,
+  replayed for those subs). Anything but a plain look-up (an answer, a new URL, a changed
+  ``Accept``/``Accept-Encoding`` or a field that takes requests off the fast path) hands
+  the request, with what recv decided, to the phases;
 - the other subs a hit runs (``hash``, ``hit``, ``deliver``) are folded into the memo: its
   key holds, besides the shape, the values of every other variable they read
   (:attr:`Ruleset.inputs_read`; ``req.backend`` too when a live recv may choose it), taken
@@ -87,6 +88,7 @@ class Ruleset:
         "fast",
         "inputs_read",
         "live_deliver",
+        "live_fields",
         "live_log",
         "live_recv",
         "rules",
@@ -134,6 +136,15 @@ class Ruleset:
             self.deliver_limits = {
                 var: tuple(t for v, t in limits if v == var) for var in _TIME_DEPENDENT
             }
+        #: the request fields the live deliver and log subs read (lower-case names): the
+        #: only ones whose recv edits a replay needs (see fastrules.fast_recv)
+        self.live_fields = frozenset(
+            r[len("req.http.") :]
+            for phase, live in (("deliver", self.live_deliver), ("log", self.live_log))
+            if live
+            for r in effects[phase].reads
+            if r.startswith("req.http.")
+        )
         reads: set[str] = set()
         side_effects = False
         for phase in MEMO_PHASES:
