@@ -1,8 +1,8 @@
 """Cache-hit throughput of the pkgedge edge against nginx over HTTP/2 (TLS, ALPN h2).
 
-Run with ``.venv/bin/python bench/h2_vs_nginx.py`` (``--quick`` for a ~30 s smoke run). Needs
+Run with ``.venv/bin/python bench/h2_vs_nginx.py`` (``--quick`` for a ~40 s smoke run). Needs
 ``h2load`` (Debian ``nghttp2-client``), ``nginx`` and ``openssl``; ``--profile S`` then samples
-the pkgedge worker with py-spy for S s (``bench/_h2_profile.py``).
+the pkgedge worker with py-spy for S s (``bench/_h2.py``).
 
 One invocation builds everything in a temporary directory and removes it at the end (also on
 Ctrl-C or an error):
@@ -21,7 +21,9 @@ body, and each ``h2load`` run must report ``Application protocol: h2``. Cases, `
 
 * ``10 KB page hit``, ``-c 10 -m 10``: 10 connections with 10 concurrent streams each;
 * ``10 KB page hit``, ``-c 50 -m 1``: one stream at a time per connection (as wrk's 50);
-* ``1 MB file hit``, ``-c 16 -m 1``, in MB/s (neither server can use sendfile under TLS).
+* ``1 MB file hit``, ``-c 16 -m 1``, in MB/s (neither server can use sendfile under TLS);
+* ``10 KB page hit, HTTP/1.1``, ``-c 50 -m 1 --h1``: the same TLS without HTTP/2 (h2load must
+  report ``http/1.1``), to tell the cost of TLS from that of HTTP/2.
 
 The servers are loaded alternately, ``--repeat`` times; the table shows medians, the ratio
 pkgedge/nginx, and the worker's CPU per request from /proc. The load generator shares the
@@ -33,22 +35,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import re
 import resource
 import signal
-import socket
-import ssl
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import h2.config
-import h2.connection
-import h2.events
-
 import _common as c
+import _h2
 from _common import HOST, KB, MB, Run
 
 PAGE_PATH = "/simple/bench/"
@@ -72,16 +68,19 @@ class H2Case:
     clients: int  # h2load -c: connections
     streams: int  # h2load -m: concurrent streams per connection
     metric: str  # "rps" or "mbps"
+    proto: str = "h2"  # or "http/1.1": h2load --h1, the same TLS without HTTP/2
 
     @property
     def label(self) -> str:
-        return f"{self.name} -c{self.clients} -m{self.streams}"
+        h1 = ", HTTP/1.1" if self.proto != "h2" else ""
+        return f"{self.name}{h1} -c{self.clients} -m{self.streams}"
 
 
 CASES = (
     H2Case("10 KB page hit", PAGE_PATH, 10 * KB, 10, 10, "rps"),
     H2Case("10 KB page hit", PAGE_PATH, 10 * KB, 50, 1, "rps"),
     H2Case("1 MB file hit", FILE_1M, 1 * MB, 16, 1, "mbps"),
+    H2Case("10 KB page hit", PAGE_PATH, 10 * KB, 50, 1, "rps", "http/1.1"),
 )
 
 
@@ -106,21 +105,6 @@ def make_origin(root: Path) -> dict[str, str]:
     return {FILE_1M: digest}
 
 
-def make_cert(d: Path) -> tuple[Path, Path]:
-    """A self-signed EC certificate for 127.0.0.1; return (certificate, key)."""
-    d.mkdir(parents=True)
-    cert, key = d / "cert.pem", d / "key.pem"
-    argv = [
-        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-        "-keyout", str(key), "-out", str(cert),
-    ]  # fmt: skip
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"openssl failed:\n{proc.stderr}")
-    return cert, key
-
-
 def start_h2_nginx(
     procs: c.Processes, d: Path, origin_port: int, cert: Path, key: Path
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -134,50 +118,12 @@ def start_h2_nginx(
     return proc, port
 
 
-# -- one HTTP/2 request ------------------------------------------------------------------------
-def h2_get(port: int, path: str, cafile: Path) -> tuple[int, dict[str, str], str]:
-    """GET over TLS + HTTP/2 (refuses anything but ALPN h2); status, headers, body sha256."""
-    ctx = ssl.create_default_context(cafile=str(cafile))
-    ctx.set_alpn_protocols(["h2"])
-    with (
-        socket.create_connection((HOST, port), timeout=60) as raw,
-        ctx.wrap_socket(raw, server_hostname=HOST) as sock,
-    ):
-        if sock.selected_alpn_protocol() != "h2":
-            raise RuntimeError(f":{port} negotiated {sock.selected_alpn_protocol()!r}, not h2")
-        conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
-        )
-        conn.initiate_connection()
-        sid = conn.get_next_available_stream_id()
-        req = [(":method", "GET"), (":scheme", "https"), (":authority", f"{HOST}:{port}")]
-        conn.send_headers(sid, [*req, (":path", path)], end_stream=True)
-        sock.sendall(conn.data_to_send())
-        headers: dict[str, str] = {}
-        body = hashlib.sha256()
-        while True:
-            data = sock.recv(256 * KB)
-            if not data:
-                raise RuntimeError(f":{port} closed the connection before the end of {path}")
-            for ev in conn.receive_data(data):
-                if isinstance(ev, h2.events.ResponseReceived):
-                    headers = {str(k): str(v) for k, v in ev.headers}
-                elif isinstance(ev, h2.events.DataReceived):
-                    body.update(ev.data)
-                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                elif isinstance(ev, h2.events.StreamReset):
-                    raise RuntimeError(f":{port} reset the stream of {path}: {ev.error_code!r}")
-                elif isinstance(ev, h2.events.StreamEnded):
-                    return int(headers.get(":status", 0)), headers, body.hexdigest()
-            sock.sendall(conn.data_to_send())
-
-
 def warm(server: str, port: int, path: str, digest: str | None, cafile: Path) -> None:
     """Request ``path`` over h2 until it is a hit with the origin's body; raise if never."""
     is_hit = c.is_nginx_hit if server == "nginx" else c.is_edge_hit
     headers: dict[str, str] = {}
     for attempt in range(1, 6):
-        status, headers, got = h2_get(port, path, cafile)
+        status, headers, got = _h2.h2_get(port, path, cafile)
         if status == 200 and digest and got != digest:
             raise RuntimeError(f"{server} {path}: the body differs from the origin's")
         if status == 200 and is_hit(headers):
@@ -186,56 +132,30 @@ def warm(server: str, port: int, path: str, digest: str | None, cafile: Path) ->
     raise RuntimeError(f"{server} never answered an h2 hit for {path}: last headers {headers}")
 
 
-# -- h2load ------------------------------------------------------------------------------------
-_UNITS = {"B": 1, "KB": KB, "MB": MB, "GB": 1024 * MB}
-
-
-def parse_h2load(text: str) -> dict[str, float]:
-    """requests done/succeeded/failed, data bytes, seconds, mean and max request time (ms)."""
-    out: dict[str, float] = {}
-    if m := re.search(r"finished in ([\d.]+)(m?s),", text):
-        out["secs"] = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
-    if m := re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                      r"(\d+) failed, (\d+) errored, (\d+) timeout", text):  # fmt: skip
-        for i, key in enumerate(("total", "started", "done", "ok", "failed", "errored"), 1):
-            out[key] = int(m.group(i))
-    if m := re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text):
-        out["2xx"] = int(m.group(1))
-        out["non_2xx"] = sum(int(m.group(i)) for i in (2, 3, 4))
-    if m := re.search(r"traffic: .*?, [\d.]+[KMG]?B \((\d+)\) data", text):
-        out["data_bytes"] = int(m.group(1))
-    num = r"\s+([\d.]+)(us|ms|s)"
-    if m := re.search(r"time for request:" + num * 3, text):
-        scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-        out["max_ms"] = float(m.group(3)) * scale[m.group(4)]
-        out["mean_ms"] = float(m.group(5)) * scale[m.group(6)]
-    return out
-
-
 def start_h2load(
     procs: c.Processes, port: int, case: H2Case, duration: float
 ) -> subprocess.Popen[bytes]:
     """``h2load -t1`` on ``case`` for ``duration`` s, in the background."""
     argv = [
         "h2load", "-t1", f"-c{case.clients}", f"-m{case.streams}", "-D", f"{duration:g}",
-        f"https://{HOST}:{port}{case.path}",
+        *(["--h1"] if case.proto == "http/1.1" else []), f"https://{HOST}:{port}{case.path}",
     ]  # fmt: skip
     out = subprocess.PIPE
     return procs.start("h2load", argv, signal.SIGINT, stdout=out, stderr=subprocess.STDOUT)
 
 
 def finish_h2load(
-    procs: c.Processes, proc: subprocess.Popen[bytes], port: int, duration: float
+    procs: c.Processes, proc: subprocess.Popen[bytes], port: int, case: H2Case, duration: float
 ) -> dict[str, float]:
-    """Wait for h2load; its parsed figures. Raises unless its output says the protocol was h2."""
+    """Wait for h2load; its parsed figures. Raises unless it says it spoke ``case.proto``."""
     try:
         raw, _ = proc.communicate(timeout=duration + 60)
     finally:
         procs.stop(proc, timeout=5)
     text = raw.decode(errors="replace")
-    if "Application protocol: h2" not in text:
-        raise RuntimeError(f"h2load did not speak h2 with :{port}:\n{text}")
-    parsed = parse_h2load(text)
+    if f"Application protocol: {case.proto}\n" not in text:
+        raise RuntimeError(f"h2load did not speak {case.proto} with :{port}:\n{text}")
+    parsed = _h2.parse_h2load(text)
     if not {"secs", "done", "data_bytes", "mean_ms"} <= parsed.keys():
         raise RuntimeError(f"could not parse h2load's output:\n{text}")
     return parsed
@@ -256,7 +176,7 @@ def measure(
     cpu0 = [c.cpu_seconds([p]) for p in workers]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy0 = c.machine_busy_seconds()
-    got = finish_h2load(procs, start_h2load(procs, port, case, duration), port, duration)
+    got = finish_h2load(procs, start_h2load(procs, port, case, duration), port, case, duration)
     busy = c.machine_busy_seconds() - busy0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     split = [c.cpu_seconds([p]) - t for p, t in zip(workers, cpu0, strict=True)]
@@ -295,7 +215,7 @@ def print_run(run: H2Run) -> None:
 
 def print_table(runs: list[H2Run]) -> None:
     head = (
-        f"{'case':30} {'nginx':>14} {'pkgedge':>14} {'ratio':>6} {'rounds':>6} "
+        f"{'case':34} {'nginx':>14} {'pkgedge':>14} {'ratio':>6} {'rounds':>6} "
         f"{'nginx us/req':>12} {'pkgedge us/req':>14}"
     )
     print(head)
@@ -314,7 +234,7 @@ def print_table(runs: list[H2Run]) -> None:
         )
         ratio = val["pkgedge"] / val["nginx"] if val["nginx"] else 0.0
         print(
-            f"{case.label:30} {val['nginx']:8.1f} {unit:5} {val['pkgedge']:8.1f} {unit:5} "
+            f"{case.label:34} {val['nginx']:8.1f} {unit:5} {val['pkgedge']:8.1f} {unit:5} "
             f"{ratio:6.2f} {rounds:6.2f} {cpu['nginx']:12.1f} {cpu['pkgedge']:14.1f}"
         )
     print(
@@ -361,7 +281,7 @@ def bench(args: argparse.Namespace, procs: c.Processes, tmp: Path) -> int:
     print(f"load average at the start: {c.load_average()}")
     print(f"pkgedge source fingerprint (sha256 of src/pkgedge/**/*.py): {c.source_fingerprint()}")
     digests = make_origin(tmp / "origin")
-    cert, key = make_cert(tmp / "tls")
+    cert, key = _h2.make_cert(tmp / "tls")
     _, origin_port = c.start_origin_nginx(procs, tmp / "nginx-origin", tmp / "origin")
     nginx, nginx_port = start_h2_nginx(procs, tmp / "nginx-cache", origin_port, cert, key)
     # protection on, but one client fetching one file thousands of times must not be
@@ -374,7 +294,7 @@ def bench(args: argparse.Namespace, procs: c.Processes, tmp: Path) -> int:
     ports = {"nginx": nginx_port, "pkgedge": edge.port}
     print(
         f"origin nginx :{origin_port}, caching nginx :{nginx_port}, "
-        f"pkgedge :{edge.port} (admin :{edge.admin_port})",
+        f"pkgedge :{edge.port} (admin :{edge.admin_port}, worker pid {edge.workers()})",
         flush=True,
     )
     for server, port in ports.items():
@@ -405,11 +325,9 @@ def bench(args: argparse.Namespace, procs: c.Processes, tmp: Path) -> int:
     print_table(runs)
     print(f"load average at the end: {c.load_average()}")
     if args.profile:
-        from _h2_profile import profile_worker
-
         case = CASES[0]
         print(f"\nprofile: {case.label} on pkgedge", flush=True)
-        profile_worker(
+        _h2.profile_worker(
             procs, edge, lambda secs: start_h2load(procs, edge.port, case, secs), args.profile,
             tmp / "h2-hit.speedscope.json",
         )  # fmt: skip
