@@ -333,7 +333,7 @@ def bench(args: argparse.Namespace, procs: c.Processes, tmp: Path) -> int:
         )  # fmt: skip
     err = edge.stderr.read_text(errors="replace").strip()
     if err:
-        print("\npkgedge stderr (last 20 lines):")
+        print(f"\npkgedge stderr ({len(err.splitlines())} lines, last 20):")
         for line in err.splitlines()[-20:]:
             print(f"  {line}")
     return 0
