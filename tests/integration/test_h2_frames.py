@@ -308,3 +308,22 @@ def bad_preface(edge: EdgeProcess, ca: LocalCA) -> None:
         assert all(
             isinstance(f, (SettingsFrame, WindowUpdateFrame, GoAwayFrame)) for f in reader.frames
         )
+
+
+def test_a_goaway_right_after_requests_for_hits_logs_no_error(edge: EdgeProcess) -> None:
+    """h2load ends its connections with GOAWAY right behind its last requests: hits answered
+    while that data is read find the connection closed in h2. Nothing is sent then, and it
+    is not an error (it was logged as "cannot send" once per frame)."""
+    ca: LocalCA = edge.ca  # type: ignore[attr-defined]
+    with H2Client(edge.url, str(ca.ca_cert)) as c:  # warm the page: later requests are hits
+        for _ in range(2):
+            assert c.get("/simple/").status == 200
+    before = edge.stderr_text().count("cannot send")
+    for _ in range(3):
+        with H2Client(edge.url, str(ca.ca_cert)) as c:
+            c.read_until(lambda: bool(c.remote_settings))
+            burst = b"".join(headers(n, GET) for n in (1, 3, 5, 7))
+            c.send_raw(burst + GoAwayFrame(0, last_stream_id=0, error_code=0).serialize())
+            reader = FrameReader(c.sock)
+            reader.until(lambda: False)  # until the edge closes
+    assert edge.stderr_text().count("cannot send") == before, edge.stderr_text()[-2000:]

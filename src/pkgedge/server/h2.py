@@ -24,6 +24,7 @@ from typing import cast
 
 import h2.events
 import h2.exceptions
+from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -250,8 +251,13 @@ class H2Protocol(StreamRunner, asyncio.Protocol):
     def _send_one(self, stream: H2Stream) -> bool:
         try:
             return stream.send_one(self.conn, self._loop.time())
-        except h2.exceptions.H2Error as exc:  # e.g. a header field h2 refuses: a bug
-            log.error("stream %d: cannot send: %s", stream.id, exc)
+        except h2.exceptions.H2Error as exc:
+            if self.conn.state_machine.state is ConnectionState.CLOSED:
+                # the client's GOAWAY arrived with the data just read (its event comes
+                # after the ones that made us send): nothing more goes out, not a bug
+                log.debug("stream %d: not sent, the client ended the connection", stream.id)
+            else:  # e.g. a header field h2 refuses: a bug
+                log.error("stream %d: cannot send: %s", stream.id, exc)
             self.reset(stream, ErrorCodes.INTERNAL_ERROR)
         return False
 
