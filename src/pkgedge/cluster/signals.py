@@ -200,6 +200,7 @@ class SignalSync:
                 args += batch[k]
 
             def take(got: list[Any], part: list[Hashable] = part) -> None:
+                self.synced += len(part)
                 for i, k in enumerate(part):
                     events = float(got[3 * i])
                     if events:
@@ -207,7 +208,6 @@ class SignalSync:
 
             names = [f"{SIG}{reason}:{count_key(k)}" for k in part]
             calls.append((self._scripts[0].sha, names, args, take))
-        self.synced += len(keys)
         return calls
 
     def _distinct_calls(
@@ -231,11 +231,11 @@ class SignalSync:
                     args += [seen, item_hash(item)]
 
             def take(got: list[Any], part: list[str] = part) -> None:
+                self.synced += len(part)
                 for i, c in enumerate(part):
                     out[c] = (float(got[2 * i]), float(got[2 * i + 1]))
 
             calls.append((self._scripts[1].sha, [f"{SIG}{reason}:{c}" for c in part], args, take))
-        self.synced += len(clients)
         return calls
 
     async def _execute(self, calls: list[_Call]) -> None:

@@ -86,8 +86,9 @@ class TableSync:
                 await self._take(name)
                 self.taken[name] = eid
                 changed = True
-        for name in await asyncio.to_thread(self.store.table_edits):
-            await self._send(name)
+        edited = await asyncio.to_thread(self.store.table_edits)
+        if edited:
+            await self._send(edited)
             changed = True
         if changed:
             self._save()
@@ -114,17 +115,25 @@ class TableSync:
         else:
             log.warning("table %s from node %s applied (%d entries)", name, node, len(data))
 
-    async def _send(self, name: str) -> None:
-        if not await asyncio.to_thread(self.store.take_edit, name):
+    async def _send(self, names: list[str]) -> None:
+        """Publish the live contents of the tables ``names`` (marked): the marks are taken
+        first, the active version's tables read once."""
+        names = [n for n in names if await asyncio.to_thread(self.store.take_edit, n)]
+        if not names:
             return
+        sent: list[str] = []
         try:
             live = await asyncio.to_thread(self.store.tables)
-            if name not in live:
-                return  # edited, then a version without it was activated: nothing to share
-            body = json.dumps({"node": self.node, "data": live[name]}, separators=(",", ":"))
-            eid = int(await self._publish(keys=[IDS, DATA], args=[name, body]))
-        except BaseException:
-            await asyncio.to_thread(self.store.mark_edit, name)  # sent on the next sync
-            raise
-        self.taken[name] = eid
-        log.warning("table %s published to the cluster (edit %d)", name, eid)
+            for name in names:
+                if name not in live:
+                    sent.append(name)  # edited, then a version without it: nothing to share
+                    continue
+                body = json.dumps({"node": self.node, "data": live[name]}, separators=(",", ":"))
+                eid = int(await self._publish(keys=[IDS, DATA], args=[name, body]))
+                sent.append(name)
+                self.taken[name] = eid
+                log.warning("table %s published to the cluster (edit %d)", name, eid)
+        finally:
+            for name in names:
+                if name not in sent:  # sent on the next sync
+                    await asyncio.to_thread(self.store.mark_edit, name)

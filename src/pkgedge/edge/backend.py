@@ -80,10 +80,8 @@ class Backend:
         self.named = {name: Rewriter(url) for name, url in settings.backends.items()}
         self._pools: dict[str, UpstreamPool] = {}
         self._hosts: set[str] = set()
-        #: the file hosts every node learnt (``--redis``: cluster/hosts.py), and those learnt
-        #: here not yet told to it
+        #: the file hosts every node learnt (``--redis``: cluster/hosts.py)
         self.shared_hosts: SharedHosts | None = None
-        self._unshared: set[str] = set()
         #: given to every pool: told each origin request's latency (stats)
         self.observe: Callable[[float], None] | None = None
         #: counts a named event (the pipeline sets it to its counters' add)
@@ -229,28 +227,25 @@ class Backend:
     def should_rewrite(self, ctype: str) -> bool:
         return self.settings.rewrite_file_hosts and ctype.startswith(REWRITABLE)
 
-    def rewrite_page(self, body: bytes, ctype: str, page_url: str) -> bytes:
+    async def rewrite_page(self, body: bytes, ctype: str, page_url: str) -> bytes:
         new, origins = self.rewriter.rewrite_body(body, ctype, page_url)
-        self._learn(origins)
+        await self._learn(origins)
         return new
 
-    def learn_hosts(self, body: bytes) -> None:
+    async def learn_hosts(self, body: bytes) -> None:
         """The foreign file hosts a page in edge form links (a peer's answer)."""
-        self._learn(foreign_origins(body))
+        await self._learn(foreign_origins(body))
 
-    def _learn(self, origins: set[str]) -> None:
-        for origin in origins - self._hosts:
+    async def _learn(self, origins: set[str]) -> None:
+        """Allow the file hosts a page links; new ones are told to the other nodes
+        (``--redis``) before the page is answered, as a client's next request may reach
+        another node."""
+        new = origins - self._hosts
+        for origin in new:
             self.store.allow_host(origin)
             self._hosts.add(origin)
-            if self.shared_hosts is not None:
-                self._unshared.add(origin)
-
-    async def share_hosts(self) -> None:
-        """Tell the other nodes the file hosts learnt here since the last call: before the
-        page linking them is answered, as a client's next request may reach another node."""
-        if self._unshared and self.shared_hosts is not None:
-            hosts, self._unshared = self._unshared, set()
-            await self.shared_hosts.add(hosts)
+        if new and self.shared_hosts is not None:
+            await self.shared_hosts.add(new)
 
     def rewrite_location(self, headers: Headers, page_url: str) -> Headers:
         return [

@@ -262,10 +262,9 @@ class Fill(BusyState):
             body = await resp.read_all(_REWRITE_LIMIT)
             fills.counters.add("bytes_from_origin", len(body))
             if self.via_peer:  # already in this tier's form (edge/peers.py)
-                backend.learn_hosts(body)
+                await backend.learn_hosts(body)
             else:
-                body = backend.rewrite_page(body, ctype, page_url)
-            await backend.share_hosts()
+                body = await backend.rewrite_page(body, ctype, page_url)
             self.length = len(body)
         await self._write_body(resp, body)
         lifetime, swr, sie = fr.lifetime, fr.swr, fr.sie

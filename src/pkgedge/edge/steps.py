@@ -164,10 +164,7 @@ async def miss(p: Pipeline, ctx: Ctx) -> Phase:
         got = fe.start_fill(p, ctx, ctx.stale)
         if isinstance(got, Entry):  # another worker stored it since this request looked
             p.counters.add("collapsed")
-            ctx.entry = got
-            ttl = int(got.ttl(time.time()))
-            ctx.cache_status = f"pkgedge; hit; ttl={ttl}; detail=collapsed"
-            return Phase.DELIVER
+            return _collapsed_hit(ctx, got, time.time())
         fill = got
         ctx.collapsed = isinstance(fill, RemoteFill)  # another worker fetches it
     else:
@@ -223,11 +220,16 @@ async def fetch(p: Pipeline, ctx: Ctx) -> Phase:
         if (fresh := fe.refreshed(p, ctx)) is not None:
             # another worker's fill stored it, or revalidated it (304), and was gone before
             # this waiter looked again (its head is removed with the fill)
-            ctx.entry = fresh
-            ctx.cache_status = f"pkgedge; hit; ttl={int(fresh.ttl(now))}; detail=collapsed"
-            return Phase.DELIVER
+            return _collapsed_hit(ctx, fresh, now)
         return await fe.own_fetch(p, ctx)
     ctx.cache_status = f"pkgedge; fwd=miss; stored{detail}"
+    return Phase.DELIVER
+
+
+def _collapsed_hit(ctx: Ctx, entry: Entry, now: float) -> Phase:
+    """Deliver what another worker's fill stored for this request."""
+    ctx.entry = entry
+    ctx.cache_status = f"pkgedge; hit; ttl={int(entry.ttl(now))}; detail=collapsed"
     return Phase.DELIVER
 
 
